@@ -1,0 +1,213 @@
+"""What gets saved: a case builds models with a fixed seed and trains them a little.
+
+Each module under ``cases/`` defines its model classes at module level (so whole-model pickles
+can find them again) and registers one :class:`Case`. :func:`prepare` turns a case into live
+models, optimizers and schedulers after ``steps`` optimizer steps, so optimizer state is never
+empty; every format saves from that one prepared object.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from typing import Any, Callable, Optional, Union
+
+import numpy
+import torch
+from torch import nn
+
+from harness import compat
+from harness.internal.registry import Registry
+
+ModelsOrOne = Union[nn.Module, dict[str, nn.Module]]
+InputsOrOne = Union[tuple, dict[str, tuple]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A named thing to checkpoint.
+
+    ``build`` returns one module or ``{name: module}`` (built under ``seed``); ``inputs`` returns
+    the fixed example inputs for each; ``exercises`` says in a sentence what the case is for.
+    ``models`` names the models ``build`` returns (one model: ``("model",)``).
+    ``requires`` names optional packages (the case is skipped with the import error where one is
+    missing); ``save_mode`` is the train/eval flag the models carry when saved.
+    """
+
+    name: str
+    exercises: str
+    build: Callable[[], ModelsOrOne]
+    inputs: Callable[[], InputsOrOne]
+    models: tuple[str, ...] = ("model",)
+    optimizer: str = "adam"
+    seed: int = 0
+    requires: tuple[str, ...] = ()
+    save_mode: str = "eval"
+    atol: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"case {self.name}: optimizer must be one of {sorted(OPTIMIZERS)}")
+        if self.save_mode not in ("train", "eval"):
+            raise ValueError(f"case {self.name}: save_mode must be 'train' or 'eval'")
+
+    def missing_requirement(self) -> Optional[str]:
+        """None when every required package imports, else the first import failure."""
+        for name in self.requires:
+            _, reason = compat.import_optional(name)
+            if reason:
+                return reason
+        return None
+
+    def fresh_models(self) -> dict[str, nn.Module]:
+        """Newly built models (seeded), e.g. as targets for ``load_state_dict``."""
+        seed_everything(self.seed)
+        models = as_named(self.build(), nn.Module)
+        if tuple(models) != self.models:
+            raise ValueError(f"case {self.name}: build() returned {tuple(models)}, declared {self.models}")
+        return models
+
+    def example_inputs(self) -> dict[str, tuple]:
+        """The fixed inputs, one tuple per model."""
+        seed_everything(self.seed + 1)
+        inputs = self.inputs()
+        return inputs if isinstance(inputs, dict) else {"model": inputs}
+
+
+def _adam(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+def _sgd(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=1e-2, momentum=0.9)
+
+
+OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {"adam": _adam, "sgd": _sgd}
+
+CASES: Registry[Case] = Registry("case", "cases")
+
+
+def register(case: Case) -> Case:
+    """Register a case; call it at import time of the case's module."""
+    return CASES.register(case)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    numpy.random.seed(seed)
+    random.seed(seed)
+
+
+def as_named(value: Any, kind: type) -> dict[str, Any]:
+    return {"model": value} if isinstance(value, kind) else dict(value)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A case after ``steps`` training steps: the live objects every format saves from."""
+
+    case: Case
+    models: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    inputs: dict[str, tuple]
+    steps: int
+    loss: float
+    rng_state: torch.Tensor
+    numpy_rng: Any
+
+    @property
+    def single(self) -> Optional[nn.Module]:
+        """The model of a one-model case, else None."""
+        return next(iter(self.models.values())) if len(self.models) == 1 else None
+
+
+def make_optimizers(case: Case, models: dict[str, nn.Module]) -> tuple[dict, dict]:
+    """One optimizer and one StepLR scheduler per model."""
+    optimizers = {n: OPTIMIZERS[case.optimizer](trainable(m)) for n, m in models.items()}
+    schedulers = {n: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.9) for n, o in optimizers.items()}
+    return optimizers, schedulers
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters that take gradients (tied ones once)."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def prepare(case: Case, steps: int = 2) -> Prepared:
+    """Build ``case`` under its seed and take ``steps`` optimizer steps."""
+    models = case.fresh_models()
+    inputs = case.example_inputs()
+    optimizers, schedulers = make_optimizers(case, models)
+    seed_everything(case.seed + 2)
+    loss = 0.0
+    for _ in range(steps):
+        loss = train_step(models, optimizers, schedulers, inputs)
+    for model in models.values():
+        model.train(case.save_mode == "train")
+    return Prepared(case, models, optimizers, schedulers, inputs, steps, loss,
+                    torch.get_rng_state(), numpy.random.get_state())
+
+
+def train_step(models: dict[str, nn.Module], optimizers: dict, schedulers: dict, inputs: dict) -> float:
+    """One optimizer step for every model on its fixed inputs; returns the summed loss."""
+    total = 0.0
+    for name, model in models.items():
+        modes = {m: m.training for m in model.modules()}
+        model.train()
+        optimizers[name].zero_grad()
+        loss = training_loss(model(*inputs[name]))
+        loss.backward()
+        optimizers[name].step()
+        schedulers[name].step()
+        for module, mode in modes.items():
+            module.training = mode
+        total += float(loss.detach())
+    return total
+
+
+def training_loss(outputs: Any) -> torch.Tensor:
+    """A deterministic scalar from any output structure: mean squares of its float leaves."""
+    from harness.fingerprint import flatten
+
+    terms = [t.abs().float().pow(2).mean() if t.is_complex() else t.float().pow(2).mean()
+             for _, t in flatten(outputs) if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
+    if not terms:
+        raise ValueError("the case's forward returned no floating-point tensor to train on")
+    return torch.stack(terms).sum()
+
+
+def forward_outputs(models: dict[str, nn.Module], inputs: dict[str, tuple]) -> dict[str, torch.Tensor]:
+    """Eval-mode outputs on the fixed inputs, flattened to ``{path: tensor}``; modes are restored."""
+    from harness.fingerprint import flatten
+
+    outputs: dict[str, Any] = {}
+    for name, model in models.items():
+        modes = {m: m.training for m in model.modules()}
+        try:
+            model.eval()
+        except NotImplementedError:
+            pass  # exported programs refuse eval(); they were exported in eval mode
+        try:
+            with torch.no_grad():
+                outputs[name] = model(*_to_device(inputs[name], _device_of(model)))
+        finally:
+            for module, mode in modes.items():
+                module.training = mode
+    return {path: t.detach().cpu() for path, t in flatten(outputs) if isinstance(t, torch.Tensor)}
+
+
+def clone_prepared(prepared: Prepared) -> Prepared:
+    """A deep copy whose optimizers point at the copied models' parameters."""
+    return copy.deepcopy(prepared)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _to_device(inputs: tuple, device: torch.device) -> tuple:
+    return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs)

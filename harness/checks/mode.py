@@ -1,0 +1,28 @@
+"""Mode: a loaded module keeps the train/eval flag of every submodule it was saved with."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from harness.checks import Check, Context, Outcome, failed, passed, register
+from harness.fingerprint import module_modes
+from harness.formats import Format
+
+
+class ModeCheck(Check):
+    name = "mode"
+    description = "train/eval flags of every submodule survive"
+
+    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+        return None if fmt.keeps_mode else f"{fmt.name} does not keep module modes"
+
+    def run(self, ctx: Context) -> Outcome:
+        expected, actual = ctx.entry.get("modes") or {}, module_modes(ctx.loaded) or {}
+        wrong = sorted(name for name in expected if actual.get(name) != expected[name])
+        if wrong:
+            return failed(f"{len(wrong)} module(s) changed train/eval flag: {', '.join(wrong[:5])}")
+        mode = "train" if expected.get("<root>") else "eval"
+        return passed(f"{len(expected)} modules keep their flags (root in {mode} mode)")
+
+
+register(ModeCheck())

@@ -1,0 +1,62 @@
+"""Resume: k steps → save → load into fresh models and optimizers → one more step equals k+1
+uninterrupted steps: bitwise against the producer's record in the same environment; elsewhere,
+within the case's tolerance of k+1 uninterrupted steps computed here."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from harness.case import make_optimizers, prepare, train_step
+from harness.checks import Check, Context, Outcome, failed, passed, register
+from harness.checks._compare import fingerprint_differences, max_abs_difference, summarize
+from harness.fingerprint import fingerprint
+from harness.formats import Format, Resumable
+
+
+class ResumeCheck(Check):
+    name = "resume"
+    description = "one step after resuming equals one more uninterrupted step"
+    needs_case = True
+
+    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+        return None if "optimizer" in fmt.holds else f"{fmt.name} holds no optimizer state"
+
+    def run(self, ctx: Context) -> Outcome:
+        state = ctx.fmt.resumable(ctx.loaded)
+        models = resume_one_step(ctx, state)
+        if ctx.same_numerics:
+            actual = fingerprint({name: m.state_dict() for name, m in models.items()})["tensors"]
+            problems = fingerprint_differences(ctx.entry["next_step"], actual, ("dtype", "shape", "hash"))
+            if problems:
+                return failed("resumed step differs from the uninterrupted one: " + summarize(problems, len(actual)))
+            return passed(f"step {ctx.case_section['steps'] + 1} after resume is bit-identical to an uninterrupted run")
+        reference = prepare(ctx.case, steps=ctx.case_section["steps"] + 1)
+        expected = {f"{n}.{k}": v for n, m in reference.models.items() for k, v in m.state_dict().items()}
+        actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
+        worst, where = max_abs_difference(expected, actual)
+        atol = float(ctx.case_section["atol"])
+        if worst > atol:
+            return failed(f"resumed step is {worst:.3g} away from {len(expected)} uninterrupted steps here at {where}")
+        return passed(f"resumed step within {worst:.3g} of an uninterrupted run here (atol {atol:g})")
+
+
+def resume_one_step(ctx: Context, state: Resumable) -> dict[str, torch.nn.Module]:
+    """Fresh models and optimizers restored from ``state``, then one training step."""
+    models = ctx.case.fresh_models()
+    for name, model in models.items():
+        model.load_state_dict(state.model_states[name])
+    optimizers, schedulers = make_optimizers(ctx.case, models)
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state.optimizer_states[name])
+    for name, scheduler_state in state.scheduler_states.items():
+        schedulers[name].load_state_dict(scheduler_state)
+    if state.rng_state is not None:
+        torch.set_rng_state(state.rng_state.cpu())
+    stored = ctx.stored_outputs()
+    train_step(models, optimizers, schedulers, stored["inputs"])
+    return models
+
+
+register(ResumeCheck())

@@ -1,0 +1,122 @@
+"""The ``ckpt-harness`` command line: produce, consume, roundtrip."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from rich.console import Console
+
+from harness.errors import HarnessError
+from harness.records import RecordWriter
+
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ckpt-harness", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    produce = commands.add_parser("produce", help="save every case in every format into ARTIFACTS/<env-id>/")
+    produce.add_argument("--out", type=Path, required=True, help="artifacts folder (shared by all environments)")
+    _selection_arguments(produce)
+    produce.add_argument("--replace", action="store_true", help="replace this environment's existing folder")
+
+    consume = commands.add_parser("consume", help="load every artifact found and check it against its manifest")
+    consume.add_argument("artifacts", type=Path, nargs="+", help="folders written by produce")
+    consume.add_argument("--results", type=Path, required=True, help="JSON-lines file to write records to")
+    consume.add_argument("--device", default="cpu", help="device to load onto (default: cpu)")
+
+    roundtrip = commands.add_parser("roundtrip", help="produce and consume in a temporary folder; print a summary")
+    _selection_arguments(roundtrip)
+    roundtrip.add_argument("--results", type=Path, help="also keep the records in this JSON-lines file")
+
+    commands.add_parser("list", help="list the registered cases, formats and checks")
+    return parser
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--case", dest="cases", action="append", help="only this case (repeatable)")
+    parser.add_argument("--format", dest="formats", action="append", help="only this format (repeatable)")
+    parser.add_argument("--device", default="cpu", help="device to build and save on (default: cpu)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit status (0 clean, 1 findings, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return COMMANDS[args.command](args, console)
+    except HarnessError as exc:
+        console.print(f"ckpt-harness: error: {exc}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # unknown case/format names and other argument problems
+        console.print(f"ckpt-harness: error: {exc}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+
+
+def _progress(console: Console, verb: str):
+    return lambda label: console.print(f"[dim]{verb} {label}[/dim]", highlight=False)
+
+
+def cmd_produce(args: argparse.Namespace, console: Console) -> int:
+    from harness.produce import produce
+
+    target = produce(args.out, args.cases, args.formats, args.device, args.replace, _progress(console, "producing"))
+    console.print(f"wrote {target}", highlight=False)
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace, console: Console) -> int:
+    from harness.consume import consume
+
+    with RecordWriter(args.results) as writer:
+        records = consume(args.artifacts, writer, args.device, _progress(console, "consuming"))
+    return _report(records, console)
+
+
+def cmd_roundtrip(args: argparse.Namespace, console: Console) -> int:
+    from harness.consume import consume
+    from harness.produce import produce
+
+    with tempfile.TemporaryDirectory(prefix="ckpt-roundtrip-") as folder:
+        produce(Path(folder), args.cases, args.formats, args.device, False, _progress(console, "producing"))
+        with RecordWriter(args.results) as writer:
+            records = consume([Path(folder)], writer, args.device, _progress(console, "consuming"))
+    return _report(records, console)
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from harness.case import CASES
+    from harness.checks import CHECKS
+    from harness.formats import FORMATS
+
+    out = Console()
+    for title, registry, text in (("cases", CASES, "exercises"), ("formats", FORMATS, "description"),
+                                  ("checks", CHECKS, "description")):
+        out.print(f"[b]{title}[/b]")
+        for item in registry:
+            out.print(f"  {item.name:28} {getattr(item, text)}", highlight=False)
+    return 0
+
+
+def _report(records: list, console: Console) -> int:
+    from harness.summary import print_summary
+
+    dicts = [dataclasses.asdict(r) for r in records]
+    print_summary(dicts, Console())
+    if not dicts:
+        console.print("ckpt-harness: no records were produced", highlight=False)
+        return EXIT_FINDINGS
+    return EXIT_FINDINGS if any(r["status"] in ("fail", "error") for r in dicts) else 0
+
+
+COMMANDS = {"produce": cmd_produce, "consume": cmd_consume, "roundtrip": cmd_roundtrip, "list": cmd_list}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

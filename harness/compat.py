@@ -1,0 +1,113 @@
+"""Every difference between torch releases that the harness cares about, detected by feature.
+
+No other module compares version strings: they ask this one. Each probe tries the feature
+(``hasattr``, an import, a signature) so that backports and nightlies are judged by what they
+can do, not by what they call themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from typing import Any, Optional
+
+import torch
+
+
+@functools.lru_cache(maxsize=None)
+def _load_parameters() -> frozenset[str]:
+    return frozenset(inspect.signature(torch.load).parameters)
+
+
+def load_accepts(keyword: str) -> bool:
+    """True when ``torch.load`` takes ``keyword`` (``weights_only``, ``mmap``, ...)."""
+    return keyword in _load_parameters()
+
+
+def has_weights_only() -> bool:
+    """``torch.load(weights_only=...)`` exists."""
+    return load_accepts("weights_only")
+
+
+def has_mmap_load() -> bool:
+    """``torch.load(mmap=True)`` exists."""
+    return load_accepts("mmap")
+
+
+def has_torch_export_save() -> Optional[str]:
+    """None when ``torch.export.save``/``load`` exist, else the reason they do not."""
+    try:
+        export = importlib.import_module("torch.export")
+    except Exception as exc:  # pragma: no cover - depends on the release
+        return f"torch.export does not import: {type(exc).__name__}: {_first_line(exc)}"
+    missing = [name for name in ("export", "save", "load") if not hasattr(export, name)]
+    if missing:
+        return f"torch.export lacks {', '.join(missing)}"
+    return None
+
+
+def has_jit() -> Optional[str]:
+    """None when TorchScript scripting, tracing, saving and loading exist."""
+    jit = getattr(torch, "jit", None)
+    missing = [n for n in ("script", "trace", "save", "load") if not hasattr(jit, n)]
+    return f"torch.jit lacks {', '.join(missing)}" if missing else None
+
+
+def import_optional(name: str) -> tuple[Optional[Any], Optional[str]]:
+    """Import ``name``; return ``(module, None)`` or ``(None, one-line reason)``.
+
+    Any exception counts, not only ImportError: torchvision from PyPI beside a CPU-only torch
+    raises RuntimeError ("operator torchvision::nms does not exist") at import.
+    """
+    try:
+        return importlib.import_module(name), None
+    except Exception as exc:
+        return None, f"{name} does not import here: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def untyped_storage(tensor: torch.Tensor) -> Any:
+    """The storage under ``tensor`` in whichever API the release offers."""
+    if hasattr(tensor, "untyped_storage"):
+        return tensor.untyped_storage()
+    return tensor.storage()  # pragma: no cover - torch < 2.0
+
+
+def storage_nbytes(tensor: torch.Tensor) -> int:
+    """Size in bytes of the whole storage under ``tensor``."""
+    storage = untyped_storage(tensor)
+    return int(storage.nbytes()) if hasattr(storage, "nbytes") else int(storage.size() * tensor.element_size())
+
+
+def storage_key(tensor: torch.Tensor) -> tuple[str, int]:
+    """An identity for the storage under ``tensor``: two tensors share it when the keys match."""
+    if tensor.device.type == "meta" or storage_nbytes(tensor) == 0:
+        return ("unshared", id(tensor))  # nothing to share: empty and meta storages have no bytes
+    return (str(tensor.device), int(untyped_storage(tensor).data_ptr()))
+
+
+def torch_load_kwargs(weights_only: Optional[bool], map_location: Any = None) -> dict[str, Any]:
+    """Keyword arguments for ``torch.load`` that this release understands.
+
+    ``weights_only=None`` means "the release's default": the keyword is not passed at all.
+    Asking for ``weights_only`` where the release lacks it raises, never silently degrades.
+    """
+    kwargs: dict[str, Any] = {}
+    if map_location is not None:
+        kwargs["map_location"] = map_location
+    if weights_only is not None:
+        if not has_weights_only():
+            raise RuntimeError("this torch.load has no weights_only parameter")
+        kwargs["weights_only"] = weights_only
+    return kwargs
+
+
+def torchvision_version() -> Optional[str]:
+    """torchvision's version where it imports, else None."""
+    module, _ = import_optional("torchvision")
+    return getattr(module, "__version__", None) if module else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,150 @@
+"""Consume: load every artifact any environment produced and run every applicable check.
+
+First every manifest is read and every artifact's hash verified (bad input stops the run with
+one line before anything is loaded). Then each artifact is loaded in each of its format's load
+modes; a load that raises is a record, never a crash. Nothing under the artifact folders is
+written: second round trips go to a private temporary folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from harness import env as envmod
+from harness.case import CASES, Case
+from harness.checks import CHECKS, Check, Context, Outcome
+from harness.formats import FORMATS, Format
+from harness.manifest import artifact_path, entries, find_manifests, read, verify_artifact
+from harness.records import Record, RecordWriter, describe_exception, one_line
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Artifact:
+    """One manifest entry with its manifest, ready to consume."""
+
+    manifest: dict[str, Any]
+    entry: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.manifest['env_id']}/{self.entry['case']}/{self.entry['format']}"
+
+
+def collect(roots: Iterable[Path]) -> list[Artifact]:
+    """Read and validate every manifest under ``roots``; verify every listed artifact's hash."""
+    found: list[Artifact] = []
+    for path in find_manifests([Path(r) for r in roots]):
+        document = read(path)
+        for entry in entries(document):
+            if entry.get("status") == "ok":
+                verify_artifact(document, entry)
+            found.append(Artifact(document, entry))
+    return found
+
+
+def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
+            progress: Optional[Progress] = None) -> list[Record]:
+    """Consume every artifact under ``roots`` on ``device``; records go to ``writer``."""
+    artifacts = collect(roots)
+    consumer = envmod.describe(device)
+    with tempfile.TemporaryDirectory(prefix="ckpt-harness-") as workdir:
+        for artifact in artifacts:
+            if progress:
+                progress(artifact.label)
+            for record in consume_artifact(artifact, consumer, Path(workdir)):
+                writer.write(record)
+    return writer.records
+
+
+def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path) -> Iterable[Record]:
+    """Records for one artifact: a load record per load mode, then one per check."""
+    entry, producer = artifact.entry, artifact.manifest["env"]
+    emit = _Emitter(artifact, consumer)
+    fmt, reason = _lookup(FORMATS, entry["format"])
+    if entry.get("status") != "ok":
+        status = "skip" if entry.get("status") == "skip" else "error"
+        yield emit("produce", "-", status, entry.get("detail", ""))
+        return
+    reason = reason or fmt.unavailable()
+    if reason:
+        yield emit("load", "-", "skip", reason)
+        return
+    case, case_missing = _lookup(CASES, entry["case"])
+    case_missing = case_missing or (case.missing_requirement() if case else None)
+    if case_missing and fmt.needs_code:
+        yield emit("load", fmt.native_load_mode, "skip", f"loading needs the case's code: {case_missing}")
+        return
+    map_location = consumer["device"] if producer["device"] != consumer["device"] else None
+    for mode in (fmt.native_load_mode,):
+        started = time.perf_counter()
+        loaded, caught, error = _load(fmt, artifact, mode, map_location, case)
+        warned = [f"{w.category.__name__}: {one_line(str(w.message))}" for w in caught]
+        if error:
+            yield emit("load", mode, "error", error, started, warned)
+            continue
+        yield emit("load", mode, "pass", "", started, warned)
+        ctx = Context(fmt=fmt, entry=entry, case_section=artifact.manifest["cases"][entry["case"]],
+                      artifact=artifact_path(artifact.manifest, entry), root=Path(artifact.manifest["_root"]),
+                      loaded=loaded, load_mode=mode, case=case, case_missing=case_missing, producer=producer,
+                      consumer=consumer, same_numerics=envmod.same_numerics(producer, consumer),
+                      map_location=map_location, workdir=workdir)
+        for check in CHECKS:
+            started = time.perf_counter()
+            outcome = _run_check(check, ctx)
+            yield emit(check.name, mode, outcome.status, outcome.detail, started)
+
+
+def _load(fmt: Format, artifact: Artifact, mode: str, map_location: Any,
+          case: Optional[Case]) -> tuple[Any, list[warnings.WarningMessage], Optional[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return fmt.load(artifact_path(artifact.manifest, artifact.entry), mode, map_location, case), caught, None
+        except Exception as exc:
+            return None, caught, describe_exception(exc)
+
+
+def _run_check(check: Check, ctx: Context) -> Outcome:
+    reason = check.applies(ctx.fmt, ctx.entry)
+    if reason:
+        return Outcome("skip", reason)
+    if check.needs_case and ctx.case_missing:
+        return Outcome("skip", f"needs the case's code: {ctx.case_missing}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return check.run(ctx)
+    except Exception as exc:
+        return Outcome("error", describe_exception(exc))
+
+
+def _lookup(registry: Any, name: str) -> tuple[Any, Optional[str]]:
+    try:
+        return registry.get(name), None
+    except ValueError:
+        return None, f"{registry.kind} {name!r} is unknown to this harness version"
+
+
+class _Emitter:
+    """Builds records that share an artifact's identity."""
+
+    def __init__(self, artifact: Artifact, consumer: dict[str, Any]) -> None:
+        self.artifact = artifact
+        self.consumer = envmod.brief(consumer)
+        self.producer = envmod.brief(artifact.manifest["env"])
+
+    def __call__(self, check: str, mode: str, status: str, detail: str, started: Optional[float] = None,
+                 warned: Optional[list[str]] = None) -> Record:
+        entry = self.artifact.entry
+        return Record(producer=self.producer, consumer=self.consumer, case=entry["case"], format=entry["format"],
+                      check=check, load_mode=mode, status=status, detail=detail,
+                      duration_s=round(time.perf_counter() - started, 6) if started else 0.0,
+                      artifact=f"{self.artifact.manifest['env_id']}/{entry.get('file', '')}",
+                      warnings=warned or [])

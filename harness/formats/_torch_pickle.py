@@ -1,0 +1,51 @@
+"""Shared by the formats written with ``torch.save``: container choice and load modes."""
+
+from __future__ import annotations
+
+import pickle
+import pickletools
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import compat
+
+WEIGHTS_ONLY_FOR_MODE = {"default": None, "weights_only": True, "unsafe": False}
+
+
+def save(payload: Any, path: Path, legacy: bool) -> None:
+    """``torch.save`` in the zip container, or the pre-1.6 legacy stream when ``legacy``."""
+    torch.save(payload, path, _use_new_zipfile_serialization=not legacy)
+
+
+def load(path: Path, mode: str, map_location: Any) -> Any:
+    """``torch.load`` in one of the load modes.
+
+    ``unsafe`` (``weights_only=False``) executes arbitrary pickle code. The harness only uses it
+    on files it wrote itself, after the consumer has checked the file's hash against the
+    manifest (see :func:`harness.manifest.verify_artifact`); never on a user's file.
+    """
+    return torch.load(path, **compat.torch_load_kwargs(WEIGHTS_ONLY_FOR_MODE[mode], map_location))
+
+
+class _StringsOnly(pickle.Unpickler):
+    """Unpickles plain data (the legacy storage-key list) and refuses every global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a storage-key list")
+
+
+def legacy_tensor_bytes(path: Path) -> int:
+    """Bytes of storage data in a legacy (non-zip) ``torch.save`` stream, read without unpickling it.
+
+    The stream is five pickles (magic number, protocol, sys info, the object, the storage keys)
+    followed by each storage as an 8-byte element count and its raw bytes. The first four are
+    skipped opcode by opcode, so no code in them runs.
+    """
+    with open(path, "rb") as stream:
+        for _ in range(4):
+            for _ in pickletools.genops(stream):
+                pass
+        keys = _StringsOnly(stream).load()
+        return path.stat().st_size - stream.tell() - 8 * len(keys)

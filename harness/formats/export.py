@@ -1,0 +1,50 @@
+"""torch.export programs saved with ``torch.export.save`` (a .pt2 archive)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from harness import compat
+from harness.case import Case, Prepared
+from harness.formats import Format, register
+
+
+class ExportedProgram(Format):
+    name = "export_pt2"
+    description = "torch.export.export(model.eval(), inputs) saved with torch.export.save; loads without code"
+    holds = frozenset({"weights", "module"})
+    own_program = True
+    suffix = ".pt2"
+
+    def unavailable(self) -> Optional[str]:
+        return compat.has_torch_export_save()
+
+    def payload(self, prepared: Prepared) -> Any:
+        model = copy.deepcopy(prepared.single).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.export(model, prepared.inputs["model"])
+
+    def save(self, payload: Any, path: Path) -> None:
+        torch.export.save(payload, str(path))
+
+    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+        program = torch.export.load(str(path))
+        if map_location not in (None, "cpu"):
+            raise NotImplementedError("torch.export.load has no map_location; move the module after loading")
+        return program
+
+    def contents(self, obj: Any) -> Any:
+        return {"state_dict": dict(obj.state_dict), "constants": dict(getattr(obj, "constants", {}) or {})}
+
+    def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
+        return {"model": obj.module()}
+
+
+register(ExportedProgram())

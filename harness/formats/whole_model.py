@@ -1,0 +1,47 @@
+"""``torch.save(model)``: the whole module pickled, in the zip and the legacy container."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+from harness.case import Case, Prepared
+from harness.formats import Format, register
+from harness.formats import _torch_pickle
+
+
+class WholeModel(Format):
+    holds = frozenset({"weights", "module"})
+    needs_code = True
+    pickled = True
+    keeps_mode = True
+    # Unpickling a module runs its classes' code: only weights_only=False can load it, and the
+    # harness does so only for its own hash-verified artifacts.
+    native_load_mode = "unsafe"
+
+    def __init__(self, legacy: bool) -> None:
+        self.legacy = legacy
+        self.name = "whole_model_legacy" if legacy else "whole_model_zip"
+        container = "legacy (non-zip) stream" if legacy else "zip container"
+        self.description = f"torch.save(model): the pickled module in the {container}"
+
+    def payload(self, prepared: Prepared) -> Any:
+        return prepared.single
+
+    def save(self, payload: Any, path: Path) -> None:
+        _torch_pickle.save(payload, path, self.legacy)
+
+    def stored_tensor_bytes(self, path: Path) -> int:
+        return _torch_pickle.legacy_tensor_bytes(path) if self.legacy else super().stored_tensor_bytes(path)
+
+    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+        return _torch_pickle.load(path, mode, map_location)
+
+    def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
+        return {"model": obj}
+
+
+register(WholeModel(legacy=False))
+register(WholeModel(legacy=True))

@@ -1,0 +1,183 @@
+"""Produce: save every case in every format this torch supports, then write the manifest.
+
+Work happens in a hidden staging folder next to the target; the manifest is written last
+(atomically) and the folder is renamed into place, so a consumer never sees a half-written
+environment. An existing environment folder is replaced only when asked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+
+from harness import env as envmod
+from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
+from harness.errors import HarnessError
+from harness.fingerprint import (collect_metadata, describe_tensor, fingerprint, hash_file, module_modes,
+                                 optimizer_fingerprint)
+from harness.formats import FORMATS, Format
+from harness.manifest import MANIFEST_NAME, SCHEMA, write_atomic
+from harness.records import describe_exception, one_line
+
+Progress = Callable[[str], None]
+
+
+def select(registry: Any, names: Optional[Iterable[str]]) -> list[Any]:
+    """Entries of ``registry`` named in ``names`` (all when None); unknown names raise early."""
+    if not names:
+        return list(registry)
+    return [registry.get(name) for name in names]
+
+
+def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[Iterable[str]] = None,
+            device: str = "cpu", replace: bool = False, progress: Optional[Progress] = None) -> Path:
+    """Write ``out/<env-id>/`` for the running interpreter and return that folder."""
+    chosen_cases, chosen_formats = select(CASES, cases), select(FORMATS, formats)
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise HarnessError(f"device {device!r} is not available here; use --device cpu")
+    env = envmod.describe(device)
+    target = Path(out) / envmod.env_id(env)
+    if target.exists() and not replace:
+        raise HarnessError(f"{target} already exists; pass --replace to overwrite it or choose another --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        manifest = _new_manifest(env, target.name)
+        for case in chosen_cases:
+            if progress:
+                progress(case.name)
+            _produce_case(case, chosen_formats, staging, manifest, device)
+        write_atomic(staging / MANIFEST_NAME, manifest)
+        _swap_into_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _new_manifest(env: dict[str, Any], eid: str) -> dict[str, Any]:
+    return {"schema": SCHEMA, "env": env, "env_id": eid, "cases": {}, "entries": [],
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
+def _produce_case(case: Case, formats: list[Format], root: Path, manifest: dict, device: str) -> None:
+    applicable = [fmt for fmt in formats if fmt.applicable(case)]
+    missing = case.missing_requirement()
+    if missing:
+        manifest["cases"][case.name] = {"exercises": case.exercises, "skip": missing}
+        manifest["entries"].extend(_skip_entry(case, fmt, missing) for fmt in applicable)
+        return
+    try:
+        prepared = prepare(case)
+        if device != "cpu":
+            prepared = _to_device(prepared, device)
+        manifest["cases"][case.name] = _case_section(prepared, root)
+    except Exception as exc:  # a case that cannot be built is a finding, not a crash of produce
+        detail = f"building case {case.name} failed: {describe_exception(exc)}"
+        manifest["cases"][case.name] = {"exercises": case.exercises, "error": detail}
+        manifest["entries"].extend({**_skip_entry(case, fmt, detail), "status": "error"} for fmt in applicable)
+        return
+    next_step = None
+    for fmt in applicable:
+        if "optimizer" in fmt.holds and next_step is None:
+            next_step = _next_step_fingerprint(prepared)
+        manifest["entries"].append(_produce_entry(prepared, fmt, root, next_step))
+
+
+def _skip_entry(case: Case, fmt: Format, reason: str) -> dict[str, Any]:
+    return {"case": case.name, "format": fmt.name, "status": "skip", "detail": reason}
+
+
+def _case_section(prepared: Prepared, root: Path) -> dict[str, Any]:
+    """Per case: what it exercises and its forward outputs (hashes plus a tensor file)."""
+    outputs = forward_outputs(prepared.models, prepared.inputs)
+    relative = Path("outputs") / f"{prepared.case.name}.pt"
+    (root / relative).parent.mkdir(parents=True, exist_ok=True)
+    inputs = {name: tuple(x.cpu() for x in args) for name, args in prepared.inputs.items()}
+    torch.save({"inputs": inputs, "outputs": outputs}, root / relative)
+    return {
+        "exercises": prepared.case.exercises,
+        "steps": prepared.steps,
+        "atol": prepared.case.atol,
+        "outputs_file": str(relative),
+        "outputs": {path: describe_tensor(t) for path, t in outputs.items()},
+    }
+
+
+def _next_step_fingerprint(prepared: Prepared) -> dict[str, Any]:
+    """Fingerprint of the models after one more uninterrupted step (what a resume must reproduce)."""
+    clone = clone_prepared(prepared)
+    torch.set_rng_state(prepared.rng_state)
+    train_step(clone.models, clone.optimizers, clone.schedulers, clone.inputs)
+    return fingerprint({name: model.state_dict() for name, model in clone.models.items()})["tensors"]
+
+
+def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optional[dict]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"case": prepared.case.name, "format": fmt.name}
+    reason = fmt.unavailable()
+    if reason:
+        return {**entry, "status": "skip", "detail": reason}
+    relative = Path(prepared.case.name) / f"{fmt.name}{fmt.suffix}"
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            payload = fmt.payload(prepared)
+            started = time.perf_counter()
+            fmt.save(payload, path)
+            save_seconds = time.perf_counter() - started
+        contents = fmt.contents(payload)
+        entry.update(
+            status="ok",
+            file=str(relative),
+            file_bytes=path.stat().st_size,
+            file_hash=hash_file(path),
+            stored_tensor_bytes=fmt.stored_tensor_bytes(path),
+            save_seconds=round(save_seconds, 6),
+            fingerprint=fingerprint(contents),
+            metadata=collect_metadata(contents),
+            modes=module_modes(payload),
+            save_warnings=sorted({f"{w.category.__name__}: {one_line(str(w.message))}" for w in caught}),
+        )
+        if fmt.own_program:
+            outputs = forward_outputs(fmt.modules(payload, prepared.case), prepared.inputs)
+            entry["outputs"] = {name: describe_tensor(t) for name, t in outputs.items()}
+    except Exception as exc:  # a save that raises is a finding for this entry, not a crash of produce
+        path.unlink(missing_ok=True)
+        return {**entry, "status": "error", "detail": f"save failed: {describe_exception(exc)}"}
+    if "optimizer" in fmt.holds:
+        entry["optimizer"] = {name: optimizer_fingerprint(opt.state_dict()) for name, opt in prepared.optimizers.items()}
+        entry["next_step"] = next_step
+    return entry
+
+
+def _to_device(prepared: Prepared, device: str) -> Prepared:
+    """Move a prepared case's models, optimizer state and inputs to ``device``."""
+    for model in prepared.models.values():
+        model.to(device)
+    for optimizer in prepared.optimizers.values():
+        for state in optimizer.state.values():
+            for key, value in list(state.items()):
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(device)
+    prepared.inputs = {n: tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in args)
+                       for n, args in prepared.inputs.items()}
+    return prepared

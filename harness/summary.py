@@ -1,0 +1,42 @@
+"""Terminal summaries of result records (rich tables)."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.records import STATUSES
+
+STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+
+
+def counts_by_format(records: Iterable[dict[str, Any]]) -> dict[str, collections.Counter]:
+    """``{format: Counter(status -> n)}``."""
+    table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for record in records:
+        table[record["format"]][record["status"]] += 1
+    return dict(table)
+
+
+def print_summary(records: list[dict[str, Any]], console: Console) -> None:
+    """Per-format status counts, then every fail and error with its one-line detail."""
+    table = Table(title="checkpoint-harness results", show_lines=False)
+    table.add_column("format")
+    for status in STATUSES:
+        table.add_column(status, justify="right", style=STYLE[status])
+    totals: collections.Counter = collections.Counter()
+    for fmt, counts in sorted(counts_by_format(records).items()):
+        totals.update(counts)
+        table.add_row(fmt, *(str(counts.get(s, 0)) for s in STATUSES))
+    table.add_row("[b]total[/b]", *(f"[b]{totals.get(s, 0)}[/b]" for s in STATUSES))
+    console.print(table)
+    bad = [r for r in records if r["status"] in ("fail", "error")]
+    for record in bad[:50]:
+        console.print(f"[{STYLE[record['status']]}]{record['status'].upper()}[/] {record['case']}/{record['format']} "
+                      f"{record['check']} [{record['load_mode']}] {record['producer']['torch']}→"
+                      f"{record['consumer']['torch']}: {record['detail']}", highlight=False, soft_wrap=True)
+    if len(bad) > 50:
+        console.print(f"... and {len(bad) - 50} more fail/error records")
