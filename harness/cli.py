@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from rich.console import Console
 
 from harness.errors import HarnessError
+from harness.plugins import load_plugins
 from harness.records import RecordWriter
 
 EXIT_FINDINGS = 1
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("artifacts", type=Path, nargs="+", help="folders written by produce")
     consume.add_argument("--results", type=Path, required=True, help="JSON-lines file to write records to")
     consume.add_argument("--device", default="cpu", help="device to load onto (default: cpu)")
+    _plugin_argument(consume)
 
     roundtrip = commands.add_parser("roundtrip", help="produce and consume in a temporary folder; print a summary")
     _selection_arguments(roundtrip)
@@ -40,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plugin_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first so it can register cases, formats or checks (repeatable)")
+
+
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    _plugin_argument(parser)
     parser.add_argument("--case", dest="cases", action="append", help="only this case (repeatable)")
     parser.add_argument("--format", dest="formats", action="append", help="only this format (repeatable)")
     parser.add_argument("--device", default="cpu", help="device to build and save on (default: cpu)")
@@ -51,6 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
+        load_plugins(getattr(args, "plugins", []))
         return COMMANDS[args.command](args, console)
     except HarnessError as exc:
         console.print(f"ckpt-harness: error: {exc}", highlight=False, soft_wrap=True)

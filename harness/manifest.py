@@ -48,7 +48,9 @@ def find_manifests(roots: list[Path]) -> list[Path]:
         if not root.is_dir():
             raise HarnessError(f"{root}: not a folder; pass the folder that `ckpt-harness produce --out` wrote")
         direct = root / MANIFEST_NAME
-        manifests = [direct] if direct.is_file() else sorted(root.glob(f"*/{MANIFEST_NAME}"))
+        # Hidden folders are produce's staging and replaced copies: never consumed.
+        manifests = [direct] if direct.is_file() else sorted(
+            path for path in root.glob(f"*/{MANIFEST_NAME}") if not path.parent.name.startswith("."))
         if not manifests:
             raise HarnessError(f"{root}: no {MANIFEST_NAME} found in it or its subfolders; run `ckpt-harness produce "
                                f"--out {root}` first")

@@ -1,0 +1,46 @@
+"""Shared helpers: run the real CLI in a subprocess with the installed torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m harness ARGS`` in a fresh interpreter; the repo root is importable (for plugins)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.update(extra_env or {})
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=REPO)
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def index(recs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """``{(case, format, check): record}`` (one load mode per format in these tests)."""
+    return {(r["case"], r["format"], r["check"]): r for r in recs}
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime (ns) of every file under ``root``: compare before/after to prove nothing changed."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def produced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Artifacts of every case × format, produced once per test session by the real CLI."""
+    out = tmp_path_factory.mktemp("artifacts")
+    result = run_cli("produce", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
