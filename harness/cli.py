@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_arguments(roundtrip)
     roundtrip.add_argument("--results", type=Path, help="also keep the records in this JSON-lines file")
 
+    summary = commands.add_parser("summary", help="producer × consumer grids from result records")
+    summary.add_argument("results", type=Path, nargs="+", help="JSON-lines files written by consume")
+
     commands.add_parser("list", help="list the registered cases, formats and checks")
     return parser
 
@@ -100,6 +103,19 @@ def cmd_roundtrip(args: argparse.Namespace, console: Console) -> int:
     return _report(records, console)
 
 
+def cmd_summary(args: argparse.Namespace, console: Console) -> int:
+    from harness.records import read_records
+    from harness.summary import print_grid, print_summary
+
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        raise HarnessError(f"no such results file: {', '.join(missing)}; run `ckpt-harness consume` first")
+    records = read_records(args.results)
+    print_grid(records, Console())
+    print_summary(records, Console())
+    return _exit_status(records, console)
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from harness.case import CASES
     from harness.checks import CHECKS
@@ -119,13 +135,18 @@ def _report(records: list, console: Console) -> int:
 
     dicts = [dataclasses.asdict(r) for r in records]
     print_summary(dicts, Console())
+    return _exit_status(dicts, console)
+
+
+def _exit_status(dicts: list, console: Console) -> int:
     if not dicts:
         console.print("ckpt-harness: no records were produced", highlight=False)
         return EXIT_FINDINGS
     return EXIT_FINDINGS if any(r["status"] in ("fail", "error") for r in dicts) else 0
 
 
-COMMANDS = {"produce": cmd_produce, "consume": cmd_consume, "roundtrip": cmd_roundtrip, "list": cmd_list}
+COMMANDS = {"produce": cmd_produce, "consume": cmd_consume, "roundtrip": cmd_roundtrip, "summary": cmd_summary,
+            "list": cmd_list}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -40,3 +40,29 @@ def print_summary(records: list[dict[str, Any]], console: Console) -> None:
                       f"{record['consumer']['torch']}: {record['detail']}", highlight=False, soft_wrap=True)
     if len(bad) > 50:
         console.print(f"... and {len(bad) - 50} more fail/error records")
+
+
+def print_grid(records: list[dict[str, Any]], console: Console) -> None:
+    """Per format, a producer × consumer grid of pass/fail/error/skip counts."""
+    producers = sorted({r["producer"]["torch"] + "/" + r["producer"]["device"] for r in records})
+    consumers = sorted({r["consumer"]["torch"] + "/" + r["consumer"]["device"] for r in records})
+    cells: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(collections.Counter)
+    for r in records:
+        key = (r["format"], r["producer"]["torch"] + "/" + r["producer"]["device"],
+               r["consumer"]["torch"] + "/" + r["consumer"]["device"])
+        cells[key][r["status"]] += 1
+    for fmt in sorted({r["format"] for r in records}):
+        table = Table(title=f"{fmt}: producer ↓ × consumer →  (pass/fail/error/skip)", title_justify="left")
+        table.add_column("producer")
+        for consumer in consumers:
+            table.add_column(consumer, justify="center")
+        for producer in producers:
+            table.add_row(producer, *(_cell(cells.get((fmt, producer, c))) for c in consumers))
+        console.print(table)
+
+
+def _cell(counts: Any) -> str:
+    if not counts:
+        return "[dim]—[/dim]"
+    colour = "red" if counts.get("fail") or counts.get("error") else "green" if counts.get("pass") else "yellow"
+    return f"[{colour}]" + "/".join(str(counts.get(s, 0)) for s in STATUSES) + "[/]"
