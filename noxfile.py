@@ -118,11 +118,14 @@ def _install(session: nox.Session, torch: str) -> None:
     session.install("-e", ".[safetensors]")
 
 
-def _require_device(session: nox.Session, device: str) -> None:
+def _matrix_env(session: nox.Session, torch: str, device: str) -> None:
+    """Install ``torch`` for a matrix session; skip (not fail) a cuda session where there is no GPU."""
+    if device == "cuda" and not shutil.which("nvidia-smi"):
+        session.skip("device='cuda' needs a GPU: no NVIDIA driver on this machine")
+    _install(session, torch)
     if device == "cuda":
-        probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
-        if not shutil.which("nvidia-smi") or session.run("python", "-c", probe, success_codes=[0, 1], silent=True,
-                                                         log=False) is False:
+        probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)"
+        if session.run("python", "-c", probe, success_codes=[0, 3], silent=True) is not True:
             session.skip("device='cuda' needs a GPU: torch.cuda.is_available() is False here")
 
 
@@ -134,10 +137,7 @@ def _env_label(torch: str, device: str) -> str:
 @nox.parametrize("python,torch,device", MATRIX)
 def produce(session: nox.Session, torch: str, device: str) -> None:
     """Save every case in every format with this release, into the shared artifacts folder."""
-    if device == "cuda" and not shutil.which("nvidia-smi"):
-        session.skip("device='cuda' needs a GPU: no NVIDIA driver on this machine")
-    _install(session, torch)
-    _require_device(session, device)
+    _matrix_env(session, torch, device)
     session.run("ckpt-harness", "produce", "--out", str(ARTIFACTS), "--device", device, "--replace")
 
 
@@ -145,10 +145,7 @@ def produce(session: nox.Session, torch: str, device: str) -> None:
 @nox.parametrize("python,torch,device", MATRIX)
 def consume(session: nox.Session, torch: str, device: str) -> None:
     """Load every artifact any release produced with this release, and check it."""
-    if device == "cuda" and not shutil.which("nvidia-smi"):
-        session.skip("device='cuda' needs a GPU: no NVIDIA driver on this machine")
-    _install(session, torch)
-    _require_device(session, device)
+    _matrix_env(session, torch, device)
     RESULTS.mkdir(exist_ok=True)
     session.run("ckpt-harness", "consume", str(ARTIFACTS), "--device", device,
                 "--results", str(RESULTS / f"{_env_label(torch, device)}.jsonl"), success_codes=[0, 1])
