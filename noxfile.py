@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,16 @@ def selected_releases() -> list[str]:
     return chosen
 
 
+def _runs(executable: str | None) -> bool:
+    """True when ``executable`` starts (a pyenv shim for a version not selected does not)."""
+    if not executable:
+        return False
+    return subprocess.run([executable, "-c", "pass"], capture_output=True).returncode == 0
+
+
 def _expose_pyenv(python: str) -> None:
-    """Put a pyenv-installed ``python<X.Y>`` on PATH when it is not there already."""
-    if shutil.which(f"python{python}"):
+    """Put a pyenv-installed ``python<X.Y>`` on PATH when no working one is there already."""
+    if _runs(shutil.which(f"python{python}")):
         return
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     found = sorted(glob.glob(os.path.join(root, "versions", f"{python}.*", "bin", f"python{python}")))
@@ -108,7 +116,7 @@ MATRIX = _params()
 def _install(session: nox.Session, torch: str) -> None:
     """Install a release, its matched torchvision and pins, then the harness (which keeps that torch)."""
     release = RELEASES[torch]
-    if not shutil.which(f"python{release.python}") and session.python:
+    if not _runs(shutil.which(f"python{release.python}")):
         session.error(f"torch {torch} needs Python {release.python}: install it (pyenv install {release.python}) "
                       f"or put python{release.python} on PATH")
     packages = [f"torch=={torch}", *release.pins]

@@ -33,16 +33,30 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--results", type=Path, required=True, help="JSON-lines file to write records to")
     consume.add_argument("--device", default="cpu", help="device to load onto (default: cpu)")
     _plugin_argument(consume)
+    _expectations_argument(consume)
 
     roundtrip = commands.add_parser("roundtrip", help="produce and consume in a temporary folder; print a summary")
     _selection_arguments(roundtrip)
     roundtrip.add_argument("--results", type=Path, help="also keep the records in this JSON-lines file")
+    _expectations_argument(roundtrip)
 
     summary = commands.add_parser("summary", help="producer × consumer grids from result records")
     summary.add_argument("results", type=Path, nargs="+", help="JSON-lines files written by consume")
+    _expectations_argument(summary)
 
     commands.add_parser("list", help="list the registered cases, formats and checks")
     return parser
+
+
+def _expectations_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--expectations", type=Path, metavar="TOML",
+                        help="known incompatibilities (default: the packaged harness/data/expected.toml)")
+
+
+def _expectations(args: argparse.Namespace) -> list:
+    from harness import expectations
+
+    return expectations.load(args.expectations) if args.expectations else expectations.load()
 
 
 def _plugin_argument(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +102,7 @@ def cmd_consume(args: argparse.Namespace, console: Console) -> int:
     from harness.consume import consume
 
     with RecordWriter(args.results) as writer:
-        records = consume(args.artifacts, writer, args.device, _progress(console, "consuming"))
+        records = consume(args.artifacts, writer, args.device, _progress(console, "consuming"), _expectations(args))
     return _report(records, console)
 
 
@@ -99,7 +113,8 @@ def cmd_roundtrip(args: argparse.Namespace, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="ckpt-roundtrip-") as folder:
         produce(Path(folder), args.cases, args.formats, args.device, False, _progress(console, "producing"))
         with RecordWriter(args.results) as writer:
-            records = consume([Path(folder)], writer, args.device, _progress(console, "consuming"))
+            records = consume([Path(folder)], writer, args.device, _progress(console, "consuming"),
+                              _expectations(args))
     return _report(records, console)
 
 
@@ -110,7 +125,13 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     missing = [str(p) for p in args.results if not p.is_file()]
     if missing:
         raise HarnessError(f"no such results file: {', '.join(missing)}; run `ckpt-harness consume` first")
+    from harness.expectations import judge
+
     records = read_records(args.results)
+    known = _expectations(args)
+    for record in records:  # judged again: the expectations may have changed since the run
+        record.pop("expected", None)
+        record["problem"] = judge(record, known)
     print_grid(records, Console())
     print_summary(records, Console())
     return _exit_status(records, console)
@@ -142,7 +163,7 @@ def _exit_status(dicts: list, console: Console) -> int:
     if not dicts:
         console.print("ckpt-harness: no records were produced", highlight=False)
         return EXIT_FINDINGS
-    return EXIT_FINDINGS if any(r["status"] in ("fail", "error") for r in dicts) else 0
+    return EXIT_FINDINGS if any(r.get("problem") for r in dicts) else 0
 
 
 COMMANDS = {"produce": cmd_produce, "consume": cmd_consume, "roundtrip": cmd_roundtrip, "summary": cmd_summary,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 from typing import Any, Optional
 
 import torch
@@ -111,3 +112,38 @@ def torchvision_version() -> Optional[str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
+
+
+def default_weights_only() -> Optional[bool]:
+    """What a plain ``torch.load(path)`` does here: True (weights_only), False, or None (no such option).
+
+    Releases that resolve the default at call time expose ``_default_to_weights_only`` (it also
+    honours TORCH_FORCE_WEIGHTS_ONLY_LOAD / TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD); older ones default to
+    a full unpickle.
+    """
+    if not has_weights_only():
+        return None
+    resolve = getattr(torch.serialization, "_default_to_weights_only", None)
+    if resolve is None:
+        return False
+    try:
+        default = bool(resolve(None))  # torch.load's own pickle_module default
+    except Exception:  # pragma: no cover - private API drift
+        return None
+    truthy = ("1", "y", "yes", "true")
+    if os.getenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in truthy:
+        return True
+    if os.getenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in truthy:
+        return False
+    return default
+
+
+def unsafe_globals(path: Any) -> Optional[list[str]]:
+    """Globals a weights_only load of ``path`` would refuse, where the release can tell (else None)."""
+    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if finder is None:
+        return None
+    try:
+        return sorted(finder(str(path)))
+    except Exception:
+        return None

@@ -15,9 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from harness import compat
 from harness import env as envmod
 from harness.case import CASES, Case
+from harness import expectations as expectations_module
 from harness.checks import CHECKS, Check, Context, Outcome
+from harness.expectations import Expectation
 from harness.formats import FORMATS, Format
 from harness.manifest import artifact_path, entries, find_manifests, read, verify_artifact
 from harness.records import Record, RecordWriter, describe_exception, one_line
@@ -50,15 +53,22 @@ def collect(roots: Iterable[Path]) -> list[Artifact]:
 
 
 def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
-            progress: Optional[Progress] = None) -> list[Record]:
-    """Consume every artifact under ``roots`` on ``device``; records go to ``writer``."""
+            progress: Optional[Progress] = None,
+            expectations: Optional[list[Expectation]] = None) -> list[Record]:
+    """Consume every artifact under ``roots`` on ``device``; records go to ``writer``.
+
+    Each record is judged against ``expectations`` (the packaged file when None): known
+    incompatibilities are marked ``expected`` instead of counting as failures.
+    """
     artifacts = collect(roots)
     consumer = envmod.describe(device)
+    known = expectations_module.load() if expectations is None else expectations
     with tempfile.TemporaryDirectory(prefix="ckpt-harness-") as workdir:
         for artifact in artifacts:
             if progress:
                 progress(artifact.label)
             for record in consume_artifact(artifact, consumer, Path(workdir)):
+                record.problem = expectations_module.judge(record.__dict__, known)
                 writer.write(record)
     return writer.records
 
@@ -79,15 +89,19 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
     case, case_missing = _lookup(CASES, entry["case"])
     case_missing = case_missing or (case.missing_requirement() if case else None)
     if case_missing and fmt.needs_code:
-        yield emit("load", fmt.native_load_mode, "skip", f"loading needs the case's code: {case_missing}")
+        for mode in fmt.load_modes:
+            yield emit("load", mode, "skip", f"loading needs the case's code: {case_missing}")
         return
     map_location = consumer["device"] if producer["device"] != consumer["device"] else None
-    for mode in (fmt.native_load_mode,):
+    for mode in fmt.load_modes:
+        if mode != "default" and not compat.has_weights_only():
+            yield emit("load", mode, "skip", "this torch.load has no weights_only parameter")
+            continue
         started = time.perf_counter()
         loaded, caught, error = _load(fmt, artifact, mode, map_location, case)
         warned = [f"{w.category.__name__}: {one_line(str(w.message))}" for w in caught]
         if error:
-            yield emit("load", mode, "error", error, started, warned)
+            yield emit("load", mode, "error", _explain(error, artifact, mode, consumer), started, warned)
             continue
         yield emit("load", mode, "pass", "", started, warned)
         ctx = Context(fmt=fmt, entry=entry, case_section=artifact.manifest["cases"][entry["case"]],
@@ -109,6 +123,17 @@ def _load(fmt: Format, artifact: Artifact, mode: str, map_location: Any,
             return fmt.load(artifact_path(artifact.manifest, artifact.entry), mode, map_location, case), caught, None
         except Exception as exc:
             return None, caught, describe_exception(exc)
+
+
+def _explain(error: str, artifact: Artifact, mode: str, consumer: dict[str, Any]) -> str:
+    """Add what a weights_only refusal needs: the globals to allowlist, where the release can list them."""
+    weights_only = mode == "weights_only" or (mode == "default" and consumer.get("default_weights_only"))
+    if not weights_only:
+        return error
+    needed = compat.unsafe_globals(artifact_path(artifact.manifest, artifact.entry))
+    if needed:
+        return f"needs safe globals {', '.join(needed)} | {error}"
+    return error
 
 
 def _run_check(check: Check, ctx: Context) -> Outcome:

@@ -25,6 +25,7 @@ def describe(device: str = "cpu") -> dict[str, Any]:
         "device": device,
         "cuda": getattr(torch.version, "cuda", None),
         "byteorder": sys.byteorder,
+        "default_weights_only": compat.default_weights_only(),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional
 
@@ -25,6 +26,10 @@ class Record:
     duration_s: float
     artifact: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)
+    #: the known incompatibility this outcome matches: {"id", "reason"[, "unexpected_pass"]}
+    expected: Optional[dict[str, Any]] = None
+    #: why this record fails the run ("unexpected fail", "unexpected pass ..."), or None
+    problem: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -32,9 +37,12 @@ class Record:
         self.detail = one_line(self.detail)
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def one_line(text: str, limit: int = 400) -> str:
-    """First line of ``text``, trimmed to ``limit`` characters."""
-    lines = str(text).strip().splitlines()
+    """First line of ``text`` without terminal colour codes, trimmed to ``limit`` characters."""
+    lines = ANSI_ESCAPE.sub("", str(text)).strip().splitlines()
     line = lines[0] if lines else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
 

@@ -8,51 +8,61 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.table import Table
 
-from harness.records import STATUSES
-
-STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
-
-
-def counts_by_format(records: Iterable[dict[str, Any]]) -> dict[str, collections.Counter]:
-    """``{format: Counter(status -> n)}``."""
-    table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for record in records:
-        table[record["format"]][record["status"]] += 1
-    return dict(table)
+#: what a record counts as in summaries: its status, or xfail / xpass when an expectation matched
+OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass")
+STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow", "xfail": "cyan",
+         "xpass": "bold red"}
 
 
-def print_summary(records: list[dict[str, Any]], console: Console) -> None:
-    """Per-format status counts, then every fail and error with its one-line detail."""
-    table = Table(title="checkpoint-harness results", show_lines=False)
+def outcome(record: dict[str, Any]) -> str:
+    """pass | fail | error | skip, or xfail (an expected failure) / xpass (an expected failure that passed)."""
+    expected = record.get("expected")
+    if expected and expected.get("unexpected_pass"):
+        return "xpass"
+    if expected:
+        return "xfail"
+    return record["status"]
+
+
+def _env(side: dict[str, Any]) -> str:
+    return f"{side['torch']}/{side['device']}"
+
+
+def print_summary(records: Iterable[dict[str, Any]], console: Console) -> None:
+    """Per-format outcome counts, then every record that fails the run, with its one-line detail."""
+    records = list(records)
+    table = Table(title="checkpoint-harness results")
     table.add_column("format")
-    for status in STATUSES:
-        table.add_column(status, justify="right", style=STYLE[status])
+    for name in OUTCOMES:
+        table.add_column(name, justify="right", style=STYLE[name])
+    by_format: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for record in records:
+        by_format[record["format"]][outcome(record)] += 1
     totals: collections.Counter = collections.Counter()
-    for fmt, counts in sorted(counts_by_format(records).items()):
+    for fmt, counts in sorted(by_format.items()):
         totals.update(counts)
-        table.add_row(fmt, *(str(counts.get(s, 0)) for s in STATUSES))
-    table.add_row("[b]total[/b]", *(f"[b]{totals.get(s, 0)}[/b]" for s in STATUSES))
+        table.add_row(fmt, *(str(counts.get(o, 0)) for o in OUTCOMES))
+    table.add_row("[b]total[/b]", *(f"[b]{totals.get(o, 0)}[/b]" for o in OUTCOMES))
     console.print(table)
-    bad = [r for r in records if r["status"] in ("fail", "error")]
-    for record in bad[:50]:
-        console.print(f"[{STYLE[record['status']]}]{record['status'].upper()}[/] {record['case']}/{record['format']} "
-                      f"{record['check']} [{record['load_mode']}] {record['producer']['torch']}→"
-                      f"{record['consumer']['torch']}: {record['detail']}", highlight=False, soft_wrap=True)
-    if len(bad) > 50:
-        console.print(f"... and {len(bad) - 50} more fail/error records")
+    problems = [r for r in records if r.get("problem")]
+    for record in problems[:50]:
+        console.print(f"[{STYLE[outcome(record)]}]{record['problem'].upper()}[/] {record['case']}/{record['format']} "
+                      f"{record['check']} [{record['load_mode']}] {_env(record['producer'])} → "
+                      f"{_env(record['consumer'])}: {record['detail']}", highlight=False, soft_wrap=True)
+    if len(problems) > 50:
+        console.print(f"... and {len(problems) - 50} more")
 
 
 def print_grid(records: list[dict[str, Any]], console: Console) -> None:
-    """Per format, a producer × consumer grid of pass/fail/error/skip counts."""
-    producers = sorted({r["producer"]["torch"] + "/" + r["producer"]["device"] for r in records})
-    consumers = sorted({r["consumer"]["torch"] + "/" + r["consumer"]["device"] for r in records})
+    """Per format, a producer × consumer grid: pass/fail/error/skip counts, then expected failures."""
+    producers = sorted({_env(r["producer"]) for r in records})
+    consumers = sorted({_env(r["consumer"]) for r in records})
     cells: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     for r in records:
-        key = (r["format"], r["producer"]["torch"] + "/" + r["producer"]["device"],
-               r["consumer"]["torch"] + "/" + r["consumer"]["device"])
-        cells[key][r["status"]] += 1
+        cells[(r["format"], _env(r["producer"]), _env(r["consumer"]))][outcome(r)] += 1
     for fmt in sorted({r["format"] for r in records}):
-        table = Table(title=f"{fmt}: producer ↓ × consumer →  (pass/fail/error/skip)", title_justify="left")
+        table = Table(title=f"{fmt}: producer ↓ × consumer →   pass/fail/error/skip (+expected failures)",
+                      title_justify="left")
         table.add_column("producer")
         for consumer in consumers:
             table.add_column(consumer, justify="center")
@@ -64,5 +74,8 @@ def print_grid(records: list[dict[str, Any]], console: Console) -> None:
 def _cell(counts: Any) -> str:
     if not counts:
         return "[dim]—[/dim]"
-    colour = "red" if counts.get("fail") or counts.get("error") else "green" if counts.get("pass") else "yellow"
-    return f"[{colour}]" + "/".join(str(counts.get(s, 0)) for s in STATUSES) + "[/]"
+    bad = counts.get("fail") or counts.get("error") or counts.get("xpass")
+    colour = "red" if bad else "green" if counts.get("pass") else "yellow"
+    text = "/".join(str(counts.get(s, 0)) for s in ("pass", "fail", "error", "skip"))
+    extra = (f" +{counts['xfail']}x" if counts.get("xfail") else "") + (f" {counts['xpass']}XP" if counts.get("xpass") else "")
+    return f"[{colour}]{text}{extra}[/]"

@@ -21,6 +21,8 @@ from harness.case import Case, Prepared
 from harness.internal.registry import Registry
 
 #: Load modes: the release's default ``torch.load``, ``weights_only=True`` and ``weights_only=False``.
+#: ``unsafe`` (weights_only=False) runs arbitrary pickle code: the consumer uses it only on the
+#: harness's own artifacts, after verifying each file's hash against its manifest.
 LOAD_MODES = ("default", "weights_only", "unsafe")
 
 
@@ -50,8 +52,6 @@ class Format:
     models: str = "one"
     #: the loaded module keeps its train/eval flags
     keeps_mode: bool = False
-    #: the load mode the harness consumes the format with (see LOAD_MODES)
-    native_load_mode: str = "default"
     #: why the format writes more bytes than the tensors span, where it is known to
     view_growth: Optional[str] = None
     #: the file holds its own program (traced, scripted, exported): its outputs are judged against
@@ -62,6 +62,11 @@ class Format:
     def unavailable(self) -> Optional[str]:
         """None when the running torch can write and read this format, else why not."""
         return None
+
+    @property
+    def load_modes(self) -> tuple[str, ...]:
+        """Modes the consumer loads with: all three for torch.load pickles, else the one loader."""
+        return LOAD_MODES if self.pickled else ("default",)
 
     def applicable(self, case: Case) -> bool:
         """Whether the format makes sense for a case at all (a GAN pair is not one model)."""
@@ -111,8 +116,6 @@ FORMATS: Registry[Format] = Registry("format", "harness.formats")
 
 def register(fmt: Format) -> Format:
     """Register a format instance; call it at import time of the format's module."""
-    if fmt.native_load_mode not in LOAD_MODES:
-        raise ValueError(f"format {fmt.name}: native_load_mode must be one of {LOAD_MODES}")
     return FORMATS.register(fmt)
 
 

@@ -20,7 +20,6 @@ class MultiModel(Format):
     holds = frozenset({"weights", "optimizer"})
     pickled = True
     models = "many"
-    native_load_mode = "weights_only"
 
     def payload(self, prepared: Prepared) -> Any:
         checkpoint: dict[str, Any] = {"epoch": prepared.steps}

@@ -15,7 +15,6 @@ from harness.formats import _torch_pickle
 class StateDict(Format):
     holds = frozenset({"weights"})
     pickled = True
-    native_load_mode = "weights_only"
 
     def __init__(self, legacy: bool) -> None:
         self.legacy = legacy

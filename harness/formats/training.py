@@ -24,9 +24,8 @@ from harness.formats import _torch_pickle
 class TrainingCheckpoint(Format):
     holds = frozenset({"weights", "optimizer"})
     pickled = True
-    # numpy RNG state and (in the extras variant) Namespace need weights_only=False; the harness
-    # loads only its own hash-verified files that way.
-    native_load_mode = "unsafe"
+    # The extras variant's Namespace and numpy scalar need weights_only=False; the harness loads
+    # only its own hash-verified files that way (see harness.consume.collect).
 
     def __init__(self, extras: bool) -> None:
         self.extras = extras
