@@ -159,6 +159,19 @@ def consume(session: nox.Session, torch: str, device: str) -> None:
                 "--results", str(RESULTS / f"{_env_label(torch, device)}.jsonl"), success_codes=[0, 1])
 
 
+CORPUS = ROOT / "cases" / "corpus"
+CORPUS_RELEASES = ("1.13.1", "2.5.1", "2.6.0")
+
+
+@nox.session
+@nox.parametrize("python,torch", [nox.param(RELEASES[r].python, r, id=f"torch='{r}'") for r in CORPUS_RELEASES])
+def corpus(session: nox.Session, torch: str) -> None:
+    """Regenerate one release's frozen corpus (small cases only), committed under cases/corpus/<release>/."""
+    _expose_pyenv(RELEASES[torch].python)
+    _install(session, torch)
+    session.run("ckpt-harness", "produce", "--corpus", "--out", str(CORPUS / torch), "--replace")
+
+
 @nox.session(python="3.11", tags=["quick", "nightly"])
 def summary(session: nox.Session) -> None:
     """Print the producer × consumer grid of every consume session's records; fail on unexpected results."""

@@ -32,4 +32,5 @@ CASE = register(Case(
     build=TheModelClass,
     inputs=lambda: (torch.randn(2, 3, 32, 32),),
     optimizer="sgd",
+    corpus=False,  # 250 KB a file: too big for the committed corpus
 ))

@@ -25,6 +25,7 @@ RESNET18 = register(Case(
     optimizer="sgd",
     requires=("torchvision",),
     atol=1e-4,
+    corpus=False,
 ))
 
 VGG16 = register(Case(
@@ -35,4 +36,7 @@ VGG16 = register(Case(
     optimizer="sgd",
     requires=("torchvision",),
     atol=1e-4,
+    corpus=False,
+    # 528 MB a file: the weights formats people use for big models, not all eleven
+    formats=("state_dict_zip", "whole_model_zip", "safetensors", "training_checkpoint"),
 ))

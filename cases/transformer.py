@@ -27,4 +27,5 @@ CASE = register(Case(
     exercises="nn.TransformerEncoder/Decoder layers with attention in-projections, LayerNorm and dropout",
     build=Seq2Seq,
     inputs=lambda: (torch.randint(0, 40, (2, 9)), torch.randint(0, 40, (2, 7))),
+    corpus=False,  # 300 KB a file: too big for the committed corpus
 ))

@@ -45,12 +45,26 @@ class Case:
     requires: tuple[str, ...] = ()
     save_mode: str = "eval"
     atol: float = 1e-5
+    #: small enough for the committed frozen corpus (cases/corpus/)
+    corpus: bool = True
+    #: only these formats (None: every applicable one); for models too big to save in all of them
+    formats: Optional[tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"case {self.name}: optimizer must be one of {sorted(OPTIMIZERS)}")
         if self.save_mode not in ("train", "eval"):
             raise ValueError(f"case {self.name}: save_mode must be 'train' or 'eval'")
+
+    @property
+    def resume_atol(self) -> float:
+        """Tolerance for one resumed step computed by another release or device.
+
+        Adam divides by the gradient's running RMS, so a parameter whose gradient is ~0 (a bias
+        before BatchNorm, say) moves by up to ±lr on numerical noise: two releases can differ by
+        2·lr there after one step. SGD has no such amplification.
+        """
+        return self.atol + (2 * LEARNING_RATES["adam"] if self.optimizer == "adam" else 0.0)
 
     def missing_requirement(self) -> Optional[str]:
         """None when every required package imports, else the first import failure."""
@@ -75,12 +89,15 @@ class Case:
         return inputs if isinstance(inputs, dict) else {"model": inputs}
 
 
+LEARNING_RATES = {"adam": 1e-3, "sgd": 1e-2}
+
+
 def _adam(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=1e-3)
+    return torch.optim.Adam(params, lr=LEARNING_RATES["adam"])
 
 
 def _sgd(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=1e-2, momentum=0.9)
+    return torch.optim.SGD(params, lr=LEARNING_RATES["sgd"], momentum=0.9)
 
 
 OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {"adam": _adam, "sgd": _sgd}

@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--out", type=Path, required=True, help="artifacts folder (shared by all environments)")
     _selection_arguments(produce)
     produce.add_argument("--replace", action="store_true", help="replace this environment's existing folder")
+    produce.add_argument("--corpus", action="store_true", help="only the small cases of the frozen corpus")
 
     consume = commands.add_parser("consume", help="load every artifact found and check it against its manifest")
     consume.add_argument("artifacts", type=Path, nargs="+", help="folders written by produce")
@@ -93,7 +94,10 @@ def _progress(console: Console, verb: str):
 def cmd_produce(args: argparse.Namespace, console: Console) -> int:
     from harness.produce import produce
 
-    target = produce(args.out, args.cases, args.formats, args.device, args.replace, _progress(console, "producing"))
+    from harness.case import CASES
+
+    cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
+    target = produce(args.out, cases, args.formats, args.device, args.replace, _progress(console, "producing"))
     console.print(f"wrote {target}", highlight=False)
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from harness.errors import HarnessError
 
@@ -58,7 +58,10 @@ class Expectation:
 def _in_range(version: str, specifier: str) -> bool:
     if not specifier:
         return True
-    return Version(Version(version).base_version) in SpecifierSet(specifier)
+    try:
+        return Version(Version(version).base_version) in SpecifierSet(specifier)
+    except InvalidVersion:
+        return False  # a torch that is not a release (a local build name): no range speaks of it
 
 
 def load(path: Path = DEFAULT_FILE) -> list[Expectation]:

@@ -88,16 +88,16 @@ def _produce_case(case: Case, formats: list[Format], root: Path, manifest: dict,
         prepared = prepare(case)
         if device != "cpu":
             prepared = _to_device(prepared, device)
-        manifest["cases"][case.name] = _case_section(prepared, root)
+        resumes = any("optimizer" in fmt.holds for fmt in applicable)
+        next_state = _next_step_state(prepared) if resumes else None
+        manifest["cases"][case.name] = _case_section(prepared, root, next_state)
     except Exception as exc:  # a case that cannot be built is a finding, not a crash of produce
         detail = f"building case {case.name} failed: {describe_exception(exc)}"
         manifest["cases"][case.name] = {"exercises": case.exercises, "error": detail}
         manifest["entries"].extend({**_skip_entry(case, fmt, detail), "status": "error"} for fmt in applicable)
         return
-    next_step = None
+    next_step = fingerprint(next_state)["tensors"] if next_state else None
     for fmt in applicable:
-        if "optimizer" in fmt.holds and next_step is None:
-            next_step = _next_step_fingerprint(prepared)
         manifest["entries"].append(_produce_entry(prepared, fmt, root, next_step))
 
 
@@ -105,28 +105,40 @@ def _skip_entry(case: Case, fmt: Format, reason: str) -> dict[str, Any]:
     return {"case": case.name, "format": fmt.name, "status": "skip", "detail": reason}
 
 
-def _case_section(prepared: Prepared, root: Path) -> dict[str, Any]:
-    """Per case: what it exercises and its forward outputs (hashes plus a tensor file)."""
+#: largest next-step state stored for cross-environment resume comparisons
+MAX_STORED_NEXT_STEP_BYTES = 64 * 1024 * 1024
+
+
+def _case_section(prepared: Prepared, root: Path, next_state: Optional[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Per case: what it exercises, its fixed inputs and forward outputs (hashes plus a tensor file),
+    and the state after one more training step where it is small enough to store."""
     outputs = forward_outputs(prepared.models, prepared.inputs)
     relative = Path("outputs") / f"{prepared.case.name}.pt"
     (root / relative).parent.mkdir(parents=True, exist_ok=True)
-    inputs = {name: tuple(x.cpu() for x in args) for name, args in prepared.inputs.items()}
-    torch.save({"inputs": inputs, "outputs": outputs}, root / relative)
+    stored: dict[str, Any] = {
+        "inputs": {name: tuple(x.cpu() for x in args) for name, args in prepared.inputs.items()},
+        "outputs": outputs,
+    }
+    if next_state and sum(t.numel() * t.element_size() for t in next_state.values()) <= MAX_STORED_NEXT_STEP_BYTES:
+        stored["next_step"] = {name: t.detach().cpu() for name, t in next_state.items()}
+    torch.save(stored, root / relative)
     return {
         "exercises": prepared.case.exercises,
         "steps": prepared.steps,
         "atol": prepared.case.atol,
+        "resume_atol": prepared.case.resume_atol,
         "outputs_file": str(relative),
         "outputs": {path: describe_tensor(t) for path, t in outputs.items()},
     }
 
 
-def _next_step_fingerprint(prepared: Prepared) -> dict[str, Any]:
-    """Fingerprint of the models after one more uninterrupted step (what a resume must reproduce)."""
+def _next_step_state(prepared: Prepared) -> dict[str, torch.Tensor]:
+    """``{model.param: tensor}`` after one more uninterrupted step (what a resume must reproduce)."""
     clone = clone_prepared(prepared)
     torch.set_rng_state(prepared.rng_state)
     train_step(clone.models, clone.optimizers, clone.schedulers, clone.inputs)
-    return fingerprint({name: model.state_dict() for name, model in clone.models.items()})["tensors"]
+    return {f"{name}.{key}": value for name, model in clone.models.items()
+            for key, value in model.state_dict().items()}
 
 
 def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optional[dict]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import compat
 from harness.case import CASES
@@ -75,10 +76,26 @@ def test_torchvision_cases_skip_with_a_reason_where_it_does_not_import(produced:
 
 def test_consume_passes_every_check_in_the_same_environment(consumed: tuple[int, list[dict], str]) -> None:
     returncode, recs, _ = consumed
-    bad = [r for r in recs if r["status"] in ("fail", "error")]
+    bad = [r for r in recs if r["problem"]]
     assert not bad, bad[:3]
     assert returncode == 0
     assert all(RECORD_FIELDS <= set(r) for r in recs)
+    # the only failures are known incompatibilities, each carrying its reason
+    assert all(r["expected"]["reason"] for r in recs if r["status"] in ("fail", "error"))
+
+
+def test_pickles_are_loaded_three_ways(consumed: tuple[int, list[dict], str]) -> None:
+    _, recs, _ = consumed
+    loads = {(r["format"], r["load_mode"]): r for r in recs if r["case"] == "simple" and r["check"] == "load"}
+    for fmt in ("state_dict_zip", "whole_model_legacy", "training_checkpoint_extras"):
+        assert {mode for f, mode in loads if f == fmt} == {"default", "weights_only", "unsafe"}
+    assert loads[("state_dict_zip", "weights_only")]["status"] == "pass"
+    assert loads[("whole_model_zip", "unsafe")]["status"] == "pass"
+    refused = loads[("training_checkpoint_extras", "weights_only")]
+    assert refused["status"] == "error" and refused["expected"]["id"]
+    if hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
+        assert "argparse.Namespace" in refused["detail"]
+    assert {(f, m) for f, m in loads if f == "torchscript_script"} == {("torchscript_script", "default")}
 
 
 def test_every_produced_artifact_is_loaded_and_checked(produced: Path, consumed: tuple[int, list[dict], str]) -> None:
@@ -106,18 +123,18 @@ def test_resume_and_mode_checks_run_where_they_apply(consumed: tuple[int, list[d
 def test_cross_environment_consume_uses_tolerances(produced: Path, tmp_path: Path) -> None:
     """An artifact from 'another' environment is judged within tolerance, not bitwise."""
     source = only_env(produced)
-    foreign = tmp_path / "art" / "torch-0.0.0-elsewhere"
+    foreign = tmp_path / "art" / "torch-0.0.1+elsewhere"
     shutil.copytree(source, foreign)
     manifest = json.loads((foreign / "manifest.json").read_text())
-    manifest["env"]["torch"], manifest["env_id"] = "0.0.0-elsewhere", foreign.name
+    manifest["env"]["torch"], manifest["env_id"] = "0.0.1+elsewhere", foreign.name
     (foreign / "manifest.json").write_text(json.dumps(manifest))
     result = run_cli("consume", str(tmp_path / "art"), "--results", str(tmp_path / "r.jsonl"))
     recs = records(tmp_path / "r.jsonl")
-    assert result.returncode == 0, [r for r in recs if r["status"] in ("fail", "error")][:3]
+    assert result.returncode == 0, [r for r in recs if r["problem"]][:3]
     by_key = index(recs)
-    assert by_key[("lenet", "state_dict_zip", "outputs")]["producer"]["torch"] == "0.0.0-elsewhere"
+    assert by_key[("lenet", "state_dict_zip", "outputs")]["producer"]["torch"] == "0.0.1+elsewhere"
     assert "across environments" in by_key[("lenet", "state_dict_zip", "outputs")]["detail"]
-    assert "uninterrupted run here" in by_key[("lenet", "training_checkpoint", "resume")]["detail"]
+    assert "the producer's uninterrupted step" in by_key[("lenet", "training_checkpoint", "resume")]["detail"]
 
 
 def test_artifact_without_manifest_entry_is_never_consumed(produced: Path, tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ class Format:
 
     def applicable(self, case: Case) -> bool:
         """Whether the format makes sense for a case at all (a GAN pair is not one model)."""
+        if case.formats is not None and self.name not in case.formats:
+            return False
         return (len(case.models) == 1) == (self.models == "one")
 
     # -- produce --------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""Backward compatibility with one torch installed: consume the committed frozen corpus.
+
+``cases/corpus/<release>/`` holds small artifacts and manifests that real older releases wrote
+through the same produce code (``nox -s "corpus(torch='2.5.1')"`` regenerates one). Every entry is
+consumed here with the installed torch and judged against the expected outcomes: an unexpected
+failure fails, and so does a known incompatibility that starts passing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import env as envmod
+from harness import expectations
+from harness.consume import Artifact, collect, consume_artifact
+
+CORPUS = Path(__file__).resolve().parents[1] / "cases" / "corpus"
+RELEASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir()) if CORPUS.is_dir() else []
+
+
+def corpus_artifacts() -> list[Artifact]:
+    return collect([CORPUS / release for release in RELEASES]) if RELEASES else []
+
+
+ARTIFACTS = corpus_artifacts()
+
+
+def test_corpus_covers_the_promised_releases() -> None:
+    assert {"1.13.1", "2.5.1", "2.6.0"} <= set(RELEASES), f"corpus releases present: {RELEASES}"
+    produced_by = {a.manifest["env"]["torch"].split("+")[0] for a in ARTIFACTS}
+    assert {"1.13.1", "2.5.1", "2.6.0"} <= produced_by
+
+
+def test_corpus_stays_small() -> None:
+    total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
+    assert total < 5 * 1024 * 1024, f"the committed corpus is {total / 1e6:.1f} MB; keep it under 5 MB"
+
+
+@pytest.mark.parametrize("artifact", ARTIFACTS, ids=[a.label for a in ARTIFACTS])
+def test_corpus_artifact_loads_as_expected(artifact: Artifact, tmp_path: Path) -> None:
+    consumer = envmod.describe("cpu")
+    known = expectations.load()
+    problems = []
+    for record in consume_artifact(artifact, consumer, tmp_path):
+        as_dict = dataclasses.asdict(record)
+        problem = expectations.judge(as_dict, known)
+        if problem:
+            problems.append(f"{record.check}[{record.load_mode}]: {problem}: {record.detail}")
+    assert not problems, "\n".join(problems)
