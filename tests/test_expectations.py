@@ -1,0 +1,77 @@
+"""Expected outcomes: matching, expiry, unexpected passes, and validation of the data file."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from harness import expectations
+from harness.errors import HarnessError
+from harness.expectations import Expectation, judge
+
+FLIP = Expectation(id="flip", reason="default became weights_only", outcome="error", format="whole_model_*",
+                   check="load", load_mode="default", consumer_torch=">=2.6")
+
+
+def record(status: str, consumer: str = "2.13.0+cpu", fmt: str = "whole_model_zip", mode: str = "default") -> dict:
+    return {"case": "simple", "format": fmt, "check": "load", "load_mode": mode, "status": status,
+            "producer": {"torch": "2.5.1+cu124"}, "consumer": {"torch": consumer}}
+
+
+def test_expected_error_is_excused_and_annotated() -> None:
+    rec = record("error")
+    assert judge(rec, [FLIP]) is None
+    assert rec["expected"] == {"id": "flip", "reason": "default became weights_only"}
+
+
+def test_outside_the_torch_range_an_error_is_unexpected() -> None:
+    assert judge(record("error", consumer="2.5.1+cu124"), [FLIP]) == "unexpected error"
+
+
+def test_an_expected_failure_that_passes_fails_the_run() -> None:
+    rec = record("pass")
+    assert judge(rec, [FLIP]).startswith("unexpected pass")
+    assert rec["expected"]["unexpected_pass"] is True
+
+
+def test_other_outcome_than_expected_is_unexpected() -> None:
+    assert judge(record("fail"), [FLIP]) == "unexpected fail"
+
+
+def test_expired_entries_excuse_nothing() -> None:
+    expired = Expectation(**{**FLIP.__dict__, "expires": datetime.date(2020, 1, 1)})
+    assert judge(record("error"), [expired]) == "unexpected error"
+    assert judge(record("error"), [expired], today=datetime.date(2019, 12, 31)) is None
+
+
+def test_patterns_must_all_match() -> None:
+    assert judge(record("error", fmt="state_dict_zip"), [FLIP]) == "unexpected error"
+    assert judge(record("error", mode="unsafe"), [FLIP]) == "unexpected error"
+
+
+def test_skips_and_plain_passes_are_never_problems() -> None:
+    assert judge(record("skip"), [FLIP]) is None
+    assert judge(record("pass", fmt="state_dict_zip"), [FLIP]) is None
+
+
+def test_packaged_file_parses_and_every_entry_has_a_reason() -> None:
+    entries = expectations.load()
+    assert entries and all(e.reason and e.outcome in ("fail", "error") for e in entries)
+    assert len({e.id for e in entries}) == len(entries)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[[expected]]\nid='x'\noutcome='error'\n", "needs id, reason and outcome"),
+    ("[[expected]]\nid='x'\nreason='r'\noutcome='boom'\n", "needs id, reason and outcome"),
+    ("[[expected]]\nid='x'\nreason='r'\noutcome='error'\ncolour='red'\n", "unknown keys: ['colour']"),
+    ("[[expected]]\nid='x'\nreason='r'\noutcome='error'\nconsumer_torch='>>2'\n", "bad torch range"),
+    ("not toml at all [", "do not parse"),
+])
+def test_bad_expectation_files_are_one_line_errors(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "expected.toml"
+    path.write_text(text)
+    with pytest.raises(HarnessError, match=None) as info:
+        expectations.load(path)
+    assert words in str(info.value) and "\n" not in str(info.value)
