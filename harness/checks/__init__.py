@@ -89,6 +89,9 @@ class Check:
     description: str = ""
     #: the check needs the case's Python code (fresh models, inputs)
     needs_case: bool = False
+    #: run under every load mode that loads; otherwise only under the first (a pickle loaded three
+    #: ways gives the same object each time, which the per-mode tensors check proves)
+    every_load_mode: bool = False
 
     def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
         """None when the check applies to this format and entry, else the skip reason."""

@@ -11,6 +11,7 @@ from harness.fingerprint import collect_metadata
 class TensorsCheck(Check):
     name = "tensors"
     description = "names, dtype, shape, stride, requires_grad and bit-identical values of every tensor"
+    every_load_mode = True
 
     def run(self, ctx: Context) -> Outcome:
         expected, actual = ctx.entry["fingerprint"], ctx.actual
