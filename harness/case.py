@@ -75,12 +75,19 @@ class Case:
         return None
 
     def fresh_models(self) -> dict[str, nn.Module]:
-        """Newly built models (seeded), e.g. as targets for ``load_state_dict``."""
-        seed_everything(self.seed)
-        models = as_named(self.build(), nn.Module)
-        if tuple(models) != self.models:
-            raise ValueError(f"case {self.name}: build() returned {tuple(models)}, declared {self.models}")
-        return models
+        """Newly built models (as built under the seed), e.g. as targets for ``load_state_dict``.
+
+        The first call builds a template under the seed; later calls deep-copy it, which is much
+        faster than initialising a large model again (vgg16: ~0.1 s against ~2.5 s).
+        """
+        key = (self.name, id(self))
+        if key not in _TEMPLATES:
+            seed_everything(self.seed)
+            models = as_named(self.build(), nn.Module)
+            if tuple(models) != self.models:
+                raise ValueError(f"case {self.name}: build() returned {tuple(models)}, declared {self.models}")
+            _TEMPLATES[key] = models
+        return copy.deepcopy(_TEMPLATES[key])
 
     def example_inputs(self) -> dict[str, tuple]:
         """The fixed inputs, one tuple per model."""
@@ -101,6 +108,8 @@ def _sgd(params: Any) -> torch.optim.Optimizer:
 
 
 OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {"adam": _adam, "sgd": _sgd}
+
+_TEMPLATES: dict[tuple[str, int], dict[str, nn.Module]] = {}
 
 CASES: Registry[Case] = Registry("case", "cases")
 
