@@ -124,7 +124,7 @@ def cmd_roundtrip(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     from harness.records import read_records
-    from harness.summary import print_grid, print_summary
+    from harness.summary import print_grid, print_summary, print_weights_only
 
     missing = [str(p) for p in args.results if not p.is_file()]
     if missing:
@@ -137,6 +137,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         record.pop("expected", None)
         record["problem"] = judge(record, known)
     print_grid(records, Console())
+    print_weights_only(records, Console())
     print_summary(records, Console())
     return _exit_status(records, console)
 

@@ -38,7 +38,7 @@ def env_id(env: dict[str, Any]) -> str:
 
 def brief(env: dict[str, Any]) -> dict[str, Any]:
     """The fields a result record keeps of an environment."""
-    return {key: env.get(key) for key in ("torch", "python", "device")}
+    return {key: env.get(key) for key in ("torch", "python", "device", "default_weights_only")}
 
 
 def same_numerics(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -79,3 +79,35 @@ def _cell(counts: Any) -> str:
     text = "/".join(str(counts.get(s, 0)) for s in ("pass", "fail", "error", "skip"))
     extra = (f" +{counts['xfail']}x" if counts.get("xfail") else "") + (f" {counts['xpass']}XP" if counts.get("xpass") else "")
     return f"[{colour}]{text}{extra}[/]"
+
+
+def print_weights_only(records: list[dict[str, Any]], console: Console) -> None:
+    """Per consumer release: what the default load is, how each pickle format fares in each load
+    mode (loads that passed / all load records), and the globals weights_only asked for."""
+    loads = [r for r in records if r["check"] == "load" and r["load_mode"] in ("default", "weights_only", "unsafe")]
+    if not loads:
+        return
+    consumers = sorted({r["consumer"]["torch"] for r in loads})
+    defaults = {r["consumer"]["torch"]: r["consumer"].get("default_weights_only") for r in loads}
+    table = Table(title="weights_only: loads passed/tried per mode (default · weights_only · unsafe)",
+                  title_justify="left")
+    table.add_column("format")
+    for consumer in consumers:
+        table.add_column(f"{consumer}\ndefault weights_only={defaults[consumer]}", justify="center")
+    counts: dict[tuple[str, str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
+    needs: dict[str, set[str]] = collections.defaultdict(set)
+    for r in loads:
+        cell = counts[(r["format"], r["consumer"]["torch"], r["load_mode"])]
+        cell[0] += r["status"] == "pass"
+        cell[1] += r["status"] != "skip"
+        if r["detail"].startswith("needs safe globals "):
+            needs[r["format"]].update(r["detail"][len("needs safe globals "):].split(" | ")[0].split(", "))
+    for fmt in sorted({r["format"] for r in loads}):
+        cells = []
+        for consumer in consumers:
+            parts = [counts.get((fmt, consumer, m)) for m in ("default", "weights_only", "unsafe")]
+            cells.append(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts))
+        table.add_row(fmt, *cells)
+    console.print(table)
+    for fmt, names in sorted(needs.items()):
+        console.print(f"[b]{fmt}[/b] needs safe globals: {', '.join(sorted(names))}", highlight=False, soft_wrap=True)
