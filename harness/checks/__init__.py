@@ -76,8 +76,9 @@ class Context:
         """The loaded models ready to call (state_dict formats loaded into fresh models)."""
         return self.fmt.modules(self.loaded, self.case)
 
-    def stored_outputs(self) -> dict[str, Any]:
-        """The producer's ``{"inputs": ..., "outputs": ...}``, read from the stored tensor file."""
+    @functools.cached_property
+    def stored(self) -> dict[str, Any]:
+        """The producer's ``{"inputs", "outputs"[, "next_step"]}``, read once from the stored tensor file."""
         path = self.root / self.case_section["outputs_file"]
         return torch.load(path, **compat.torch_load_kwargs(True if compat.has_weights_only() else None, "cpu"))
 

@@ -15,7 +15,7 @@ class OutputsCheck(Check):
     needs_case = True
 
     def run(self, ctx: Context) -> Outcome:
-        stored = ctx.stored_outputs()
+        stored = ctx.stored
         actual = forward_outputs(ctx.modules, stored["inputs"])
         expected = stored["outputs"]
         if set(actual) != set(expected):

@@ -32,7 +32,7 @@ class ResumeCheck(Check):
             if problems:
                 return failed("resumed step differs from the uninterrupted one: " + summarize(problems, len(actual)))
             return passed(f"step {ctx.case_section['steps'] + 1} after resume is bit-identical to an uninterrupted run")
-        reference = ctx.stored_outputs().get("next_step")
+        reference = ctx.stored.get("next_step")
         if reference is None:
             return skipped("the producer stored no next-step state (too large); only same-environment resumes are checked")
         actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
@@ -56,7 +56,7 @@ def resume_one_step(ctx: Context, state: Resumable) -> dict[str, torch.nn.Module
         schedulers[name].load_state_dict(scheduler_state)
     if state.rng_state is not None:
         torch.set_rng_state(state.rng_state.cpu())
-    stored = ctx.stored_outputs()
+    stored = ctx.stored
     train_step(models, optimizers, schedulers, stored["inputs"])
     return models
 
