@@ -31,11 +31,6 @@ def has_weights_only() -> bool:
     return load_accepts("weights_only")
 
 
-def has_mmap_load() -> bool:
-    """``torch.load(mmap=True)`` exists."""
-    return load_accepts("mmap")
-
-
 def has_torch_export_save() -> Optional[str]:
     """None when ``torch.export.save``/``load`` exist, else the reason they do not."""
     try:
