@@ -1,6 +1,7 @@
 """The matrix: produce and consume checkpoints across real PyTorch releases and devices.
 
-One implementation (``_install``, ``_harness``), thin sessions that each say why they exist.
+One implementation (``ReleaseEnv``: one shared environment per torch release), thin sessions that each
+say why they exist.
 Plain ``nox`` runs every produce session, then every consume session, then the summary.
 
 Which releases: ``nox -- --torch 2.5.1 --torch 2.13.0``, else ``CKPT_HARNESS_TORCH=2.5.1,2.13.0``,
@@ -10,6 +11,8 @@ else ``[tool.harness] torch = [...]`` in pyproject.toml, else DEFAULT_RELEASES.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -113,78 +116,154 @@ def _params() -> list:
 MATRIX = _params()
 
 
-def _install(session: nox.Session, torch: str) -> None:
-    """Install a release, its matched torchvision and pins, then the harness (which keeps that torch)."""
+ENVS = ROOT / ".nox" / "releases"
+
+
+def _uses_uv() -> bool:
+    """``nox --default-venv-backend uv`` (or ``-db uv``, or NOX_DEFAULT_VENV_BACKEND=uv) installs with uv."""
+    argv = sys.argv[: sys.argv.index("--")] if "--" in sys.argv else sys.argv
+    flags = {"-db", "--default-venv-backend"}
+    chosen = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in flags]
+    chosen += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--default-venv-backend=")]
+    return (chosen[-1] if chosen else os.environ.get("NOX_DEFAULT_VENV_BACKEND", "")) == "uv"
+
+
+def _requirements(torch: str) -> list[str]:
+    """torch, its matched torchvision and its pins, from the one table."""
     release = RELEASES[torch]
-    if not _runs(shutil.which(f"python{release.python}")):
-        session.error(f"torch {torch} needs Python {release.python}: install it (pyenv install {release.python}) "
-                      f"or put python{release.python} on PATH")
     packages = [f"torch=={torch}", *release.pins]
     if release.torchvision:
         packages.append(f"torchvision=={release.torchvision}")
-    session.install(*packages)
-    session.install("-e", ".[safetensors]")
+    return packages
 
 
-def _matrix_env(session: nox.Session, torch: str, device: str) -> None:
-    """Install ``torch`` for a matrix session; skip (not fail) a cuda session where there is no GPU."""
+class ReleaseEnv:
+    """One virtualenv per torch release, shared by every session that needs that release.
+
+    A release's environment is 1–5 GB, so produce, consume, corpus, tests and the tools sessions
+    share ``.nox/releases/torch-<release>`` instead of each building its own. What was installed
+    is stamped in the environment; a later session installs only what is missing (``nox -R``
+    therefore installs nothing twice). The harness is installed editable, so code changes need no
+    reinstall; a change to pyproject.toml does reinstall it.
+    """
+
+    def __init__(self, session: nox.Session, torch: str, extras: str = "safetensors") -> None:
+        self.session = session
+        self.release = RELEASES[torch]
+        self.path = ENVS / f"torch-{torch}"
+        self.bin = self.path / "bin"
+        self._create()
+        self._install(_requirements(torch) + [f"-e .[{extras}]"])
+
+    def _interpreter(self) -> str:
+        python = f"python{self.release.python}"
+        _expose_pyenv(self.release.python)
+        if not _runs(shutil.which(python)):
+            self.session.error(f"torch {self.release.torch} needs Python {self.release.python}: install it "
+                               f"(pyenv install {self.release.python}) or put {python} on PATH")
+        return python
+
+    def _create(self) -> None:
+        if (self.bin / "python").exists():
+            return
+        python = self._interpreter()
+        if _uses_uv():
+            self.session.run("uv", "venv", "--python", python, str(self.path), external=True)
+        else:
+            self.session.run(python, "-m", "venv", str(self.path), external=True)
+
+    def _stamp(self) -> Path:
+        return self.path / "harness-installed.json"
+
+    def _install(self, wanted: list[str]) -> None:
+        digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+        keyed = [f"{w} #{digest}" if w.startswith("-e ") else w for w in wanted]
+        have = set(json.loads(self._stamp().read_text())) if self._stamp().exists() else set()
+        missing = [w for w, key in zip(wanted, keyed) if key not in have]
+        if not missing:
+            self.session.log(f"{self.path.name}: everything already installed")
+            return
+        args = [a for w in missing for a in w.split(" ", 1)]
+        if _uses_uv():
+            self.session.run("uv", "pip", "install", "--python", str(self.bin / "python"), *args, external=True)
+        else:
+            self.session.run(str(self.bin / "python"), "-m", "pip", "install", *args, external=True)
+        self._stamp().write_text(json.dumps(sorted(have | set(keyed)), indent=1))
+
+    def install(self, *requirements: str) -> None:
+        """Install more into this release's environment (e.g. ``-e .[test]``), once."""
+        self._install(list(requirements))
+
+    def run(self, *args: str, **kwargs) -> object:
+        """Run a command with this environment's bin first on PATH."""
+        env = {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(self.path),
+               **kwargs.pop("env", {})}
+        return self.session.run(*args, env=env, external=True, **kwargs)
+
+
+def _matrix_env(session: nox.Session, torch: str, device: str) -> ReleaseEnv:
+    """This release's environment for a matrix session; skip (not fail) a cuda session without a GPU."""
     if device == "cuda" and not shutil.which("nvidia-smi"):
         session.skip("device='cuda' needs a GPU: no NVIDIA driver on this machine")
-    _install(session, torch)
+    env = ReleaseEnv(session, torch)
     if device == "cuda":
         probe = "import torch; print('cuda-available' if torch.cuda.is_available() else 'no-cuda')"
-        if "cuda-available" not in str(session.run("python", "-c", probe, silent=True)):
+        if "cuda-available" not in str(env.run("python", "-c", probe, silent=True)):
             session.skip("device='cuda' needs a GPU: torch.cuda.is_available() is False here")
+    return env
 
 
 def _env_label(torch: str, device: str) -> str:
     return f"torch-{torch}-{device}"
 
 
-@nox.session
+# Sessions build no virtualenv of their own (venv_backend="none"): each uses its release's
+# shared ReleaseEnv. ``python`` is kept in the parametrization so `nox -l` shows the interpreter.
+matrix_session = nox.session(venv_backend="none")
+
+
+@matrix_session
 @nox.parametrize("python,torch,device", MATRIX)
 def produce(session: nox.Session, torch: str, device: str) -> None:
     """Save every case in every format with this release, into the shared artifacts folder."""
-    _matrix_env(session, torch, device)
-    session.run("ckpt-harness", "produce", "--out", str(ARTIFACTS), "--device", device, "--replace")
+    env = _matrix_env(session, torch, device)
+    env.run("ckpt-harness", "produce", "--out", str(ARTIFACTS), "--device", device, "--replace")
 
 
-@nox.session
+@matrix_session
 @nox.parametrize("python,torch,device", MATRIX)
 def consume(session: nox.Session, torch: str, device: str) -> None:
     """Load every artifact any release produced with this release, and check it."""
-    _matrix_env(session, torch, device)
+    env = _matrix_env(session, torch, device)
     RESULTS.mkdir(exist_ok=True)
-    session.run("ckpt-harness", "consume", str(ARTIFACTS), "--device", device,
-                "--results", str(RESULTS / f"{_env_label(torch, device)}.jsonl"), success_codes=[0, 1])
+    env.run("ckpt-harness", "consume", str(ARTIFACTS), "--device", device,
+            "--results", str(RESULTS / f"{_env_label(torch, device)}.jsonl"), success_codes=[0, 1])
 
 
 CORPUS = ROOT / "cases" / "corpus"
 CORPUS_RELEASES = ("1.13.1", "2.5.1", "2.6.0")
 
 
-@nox.session
+@matrix_session
 @nox.parametrize("python,torch", [nox.param(RELEASES[r].python, r, id=f"torch='{r}'") for r in CORPUS_RELEASES])
 def corpus(session: nox.Session, torch: str) -> None:
     """Regenerate one release's frozen corpus (small cases only), committed under cases/corpus/<release>/."""
-    _expose_pyenv(RELEASES[torch].python)
-    _install(session, torch)
-    session.run("ckpt-harness", "produce", "--corpus", "--out", str(CORPUS / torch), "--replace")
+    ReleaseEnv(session, torch).run("ckpt-harness", "produce", "--corpus", "--out", str(CORPUS / torch), "--replace")
 
 
-@nox.session(python="3.11", tags=["quick", "nightly"])
+@nox.session(python="3.11", venv_backend="none", tags=["quick", "nightly"])
 def summary(session: nox.Session) -> None:
     """Print the producer × consumer grid of every consume session's records; fail on unexpected results."""
-    _install(session, TOOLS_RELEASE)
+    env = ReleaseEnv(session, TOOLS_RELEASE)
     files = sorted(str(p) for p in RESULTS.glob("*.jsonl"))
     if not files:
         session.error("no results/*.jsonl: run the consume sessions first (plain `nox` does)")
-    session.run("ckpt-harness", "summary", *files)
+    env.run("ckpt-harness", "summary", *files)
 
 
-@nox.session(python="3.11")
+@nox.session(python="3.11", venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The test suite, with the CPU build of the newest CPU-only release."""
-    _install(session, TOOLS_RELEASE)
-    session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[test]")
+    env.run("pytest", *session.posargs)

@@ -1,0 +1,31 @@
+"""``ckpt-harness consume``: load every artifact found and check it against its manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.commands import _options, register
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifacts", type=Path, nargs="+", help="folders written by produce")
+    parser.add_argument("--results", type=Path, required=True, help="JSON-lines file to write records to")
+    parser.add_argument("--device", default="cpu", help="device to load onto (default: cpu)")
+    _options.plugin_argument(parser)
+    _options.expectations_argument(parser)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.consume import consume
+    from harness.records import RecordWriter
+
+    with RecordWriter(args.results) as writer:
+        records = consume(args.artifacts, writer, args.device, _options.progress(console, "consuming"),
+                          _options.expectations(args))
+    return _options.report(records, console)
+
+
+register("consume", __doc__.split(": ", 1)[1].rstrip("."), add_arguments, run, order=20)

@@ -1,0 +1,30 @@
+"""``ckpt-harness produce``: save every case in every format into ARTIFACTS/<env-id>/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.commands import _options, register
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="artifacts folder (shared by all environments)")
+    _options.selection_arguments(parser)
+    parser.add_argument("--replace", action="store_true", help="replace this environment's existing folder")
+    parser.add_argument("--corpus", action="store_true", help="only the small cases of the frozen corpus")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.case import CASES
+    from harness.produce import produce
+
+    cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
+    target = produce(args.out, cases, args.formats, args.device, args.replace, _options.progress(console, "producing"))
+    console.print(f"wrote {target}", highlight=False)
+    return 0
+
+
+register("produce", __doc__.split(": ", 1)[1].rstrip("."), add_arguments, run, order=10)

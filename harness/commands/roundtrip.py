@@ -1,0 +1,33 @@
+"""``ckpt-harness roundtrip``: produce and consume in a temporary folder; print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.commands import _options, register
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _options.selection_arguments(parser)
+    parser.add_argument("--results", type=Path, help="also keep the records in this JSON-lines file")
+    _options.expectations_argument(parser)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.consume import consume
+    from harness.produce import produce
+    from harness.records import RecordWriter
+
+    with tempfile.TemporaryDirectory(prefix="ckpt-roundtrip-") as folder:
+        produce(Path(folder), args.cases, args.formats, args.device, False, _options.progress(console, "producing"))
+        with RecordWriter(args.results) as writer:
+            records = consume([Path(folder)], writer, args.device, _options.progress(console, "consuming"),
+                              _options.expectations(args))
+    return _options.report(records, console)
+
+
+register("roundtrip", __doc__.split(": ", 1)[1].rstrip("."), add_arguments, run, order=30)

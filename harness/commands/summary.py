@@ -1,0 +1,38 @@
+"""``ckpt-harness summary``: producer × consumer grids from result records."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.commands import _options, register
+from harness.errors import HarnessError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", type=Path, nargs="+", help="JSON-lines files written by consume")
+    _options.expectations_argument(parser)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from harness.expectations import judge
+    from harness.records import read_records
+    from harness.summary import print_grid, print_summary, print_weights_only
+
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        raise HarnessError(f"no such results file: {', '.join(missing)}; run `ckpt-harness consume` first")
+    records = read_records(args.results)
+    known = _options.expectations(args)
+    for record in records:  # judged again: the expectations may have changed since the run
+        record.pop("expected", None)
+        record["problem"] = judge(record, known)
+    print_grid(records, Console())
+    print_weights_only(records, Console())
+    print_summary(records, Console())
+    return _options.exit_status(records, console)
+
+
+register("summary", __doc__.split(": ", 1)[1].rstrip("."), add_arguments, run, order=40)
