@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nox
@@ -35,28 +35,18 @@ nox.options.sessions = ["produce", "consume", "summary"]
 nox.options.reuse_venv = "yes"
 
 
-@dataclass(frozen=True)
-class Release:
-    """A torch release and what must be installed beside it."""
-
-    torch: str
-    python: str
-    torchvision: str | None = None
-    pins: tuple[str, ...] = ()
-    devices: tuple[str, ...] = ("cpu", "cuda")
+def _load_releases() -> tuple[dict, dict]:
+    """The one release table, harness/data/releases.toml (also read by ``harness.releases``)."""
+    spec = importlib.util.spec_from_file_location("_harness_releases", ROOT / "harness" / "releases.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module.RELEASES, module.load_table()
 
 
-#: The one table of releases: torch ↔ torchvision ↔ Python ↔ extra pins.
-RELEASES = {
-    "1.13.1": Release("1.13.1", "3.10", "0.14.1", pins=("numpy<2",)),
-    "2.5.1": Release("2.5.1", "3.11", "0.20.1"),
-    "2.6.0": Release("2.6.0", "3.11", "0.21.0"),
-    "2.13.0": Release("2.13.0", "3.11", None, devices=("cpu",)),  # the CPU build on local disk; no torchvision
-    "2.14.1": Release("2.14.1", "3.11", "0.29.1"),
-}
-NEWEST = "2.14.1"
-DEFAULT_RELEASES = ("1.13.1", "2.5.1", "2.6.0", NEWEST)
-TOOLS_RELEASE = "2.13.0"  # the light CPU-only build the tests and the summary run with
+RELEASES, _TABLE = _load_releases()
+DEFAULT_RELEASES = tuple(_TABLE["default"])
+TOOLS_RELEASE = _TABLE["tools"]  # the light CPU-only build the tests and the summary run with
 
 
 def _from_posargs() -> list[str]:
@@ -128,15 +118,6 @@ def _uses_uv() -> bool:
     return (chosen[-1] if chosen else os.environ.get("NOX_DEFAULT_VENV_BACKEND", "")) == "uv"
 
 
-def _requirements(torch: str) -> list[str]:
-    """torch, its matched torchvision and its pins, from the one table."""
-    release = RELEASES[torch]
-    packages = [f"torch=={torch}", *release.pins]
-    if release.torchvision:
-        packages.append(f"torchvision=={release.torchvision}")
-    return packages
-
-
 class ReleaseEnv:
     """One virtualenv per torch release, shared by every session that needs that release.
 
@@ -153,7 +134,7 @@ class ReleaseEnv:
         self.path = ENVS / f"torch-{torch}"
         self.bin = self.path / "bin"
         self._create()
-        self._install(_requirements(torch) + [f"-e .[{extras}]"])
+        self._install(self.release.requirements() + [f"-e .[{extras}]"])
 
     def _interpreter(self) -> str:
         python = f"python{self.release.python}"
@@ -241,7 +222,7 @@ def consume(session: nox.Session, torch: str, device: str) -> None:
 
 
 CORPUS = ROOT / "cases" / "corpus"
-CORPUS_RELEASES = ("1.13.1", "2.5.1", "2.6.0")
+CORPUS_RELEASES = tuple(_TABLE["corpus"])
 
 
 @matrix_session
