@@ -219,6 +219,8 @@ def consume(session: nox.Session, torch: str, device: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     env.run("ckpt-harness", "consume", str(ARTIFACTS), "--device", device,
             "--results", str(RESULTS / f"{_env_label(torch, device)}.jsonl"), success_codes=[0, 1])
+    env.run("ckpt-harness", "canary", "--results", str(RESULTS / f"canary-{_env_label(torch, device)}.jsonl"),
+            success_codes=[0, 1])
 
 
 CORPUS = ROOT / "cases" / "corpus"
