@@ -1,0 +1,77 @@
+"""``ckpt-harness check``: will a user's own checkpoints load in the torch releases they name?
+
+:mod:`harness.inspect` reads each file without running it; :mod:`harness.checkfile.envs` finds or
+builds each release's environment; :mod:`harness.checkfile.worker` loads the files there the
+three ways the matrix does; :mod:`harness.checkfile.verdicts` turns the results into a verdict
+per release with the concrete fix. :func:`run_release` ties one release together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from harness.errors import HarnessError
+from harness.inspect import PICKLE_CONTAINERS, Inspection
+
+WORKER = Path(__file__).resolve().parent / "worker.py"
+
+
+def request_item(inspection: Inspection) -> dict[str, Any]:
+    """What the worker needs to know about one file."""
+    return {"path": str(Path(inspection.path).resolve()), "container": inspection.container,
+            "devices": inspection.devices, "broken": not inspection.loadable}
+
+
+def main_globals(inspections: list[Inspection]) -> list[str]:
+    """Classes the files pickled from a script's ``__main__`` (``--import`` can supply them)."""
+    return sorted({g for i in inspections if i.container in PICKLE_CONTAINERS for g in i.globals
+                   if g.startswith("__main__.")})
+
+
+def run_release(python: Path, release: str, inspections: list[Inspection], imports: list[str],
+                allow_unsafe: bool, advance: Callable[[], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the worker with ``python``; return its environment and one result per file (in order)."""
+    with tempfile.TemporaryDirectory(prefix="ckpt-check-") as folder:
+        request, out = Path(folder) / "request.json", Path(folder) / "results.jsonl"
+        request.write_text(json.dumps({"files": [request_item(i) for i in inspections], "imports": imports,
+                                       "allow_unsafe": allow_unsafe, "main_globals": main_globals(inspections),
+                                       "out": str(out)}))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+        process = subprocess.Popen([str(python), str(WORKER), str(request)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env)
+        for line in process.stdout:
+            if line.startswith("progress "):
+                advance()
+        stderr = process.stderr.read()
+        process.wait()
+        lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return _parse(release, lines, len(inspections), stderr)
+
+
+def _parse(release: str, lines: list[dict[str, Any]], expected: int,
+           stderr: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if lines and "import_error" in lines[0]:
+        raise HarnessError(f"torch {release}: --import failed: {lines[0]['import_error']}")
+    header = lines[0] if lines else {}
+    environment: Optional[dict[str, Any]] = header.get("environment")
+    if environment is None:
+        tail = stderr.strip().splitlines()[-1:] or ["no output"]
+        raise HarnessError(f"torch {release}: the check worker did not start: {tail[0]}")
+    results = lines[1:]
+    crashed = stderr.strip().splitlines()[-1:] or ["no message"]
+    for _ in range(expected - len(results)):  # a crash (a segfaulting loader) ends the worker early
+        results.append({"loads": {"default": {"status": "fail", "message": f"the loader crashed: {crashed[0]}",
+                                              "warnings": []}}, "map_location": None, "needs_globals": None})
+    for result in results:
+        result["torch"] = environment["torch"]
+    return {**environment, "notes": header.get("notes", [])}, results
+
+
+def same_release(release: str, torch_version: str) -> bool:
+    """True when ``torch_version`` (``2.5.1+cu124``) is the release asked for."""
+    return torch_version.split("+", 1)[0] == release

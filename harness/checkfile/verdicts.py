@@ -1,0 +1,154 @@
+"""Verdicts: did a file load in a release, and what concretely fixes it where it did not.
+
+A verdict is ``ok`` when the load a user would write works: the release's plain ``torch.load``
+(or, where that default is a full unpickle and ``--allow-unsafe`` was not given, the
+``weights_only=True`` load), ``torch.jit.load``, ``torch.export.load`` or safetensors'
+``load_file``. Fixes come from rules, one function each, registered with :func:`rule`; a rule
+sees the file's inspection and the release's load results and returns a fix or None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Optional
+
+from harness.inspect import BROKEN, CORRUPT, NOT_A_CHECKPOINT, TRUNCATED, Inspection
+from harness.inspect.structure import PREFIXES
+
+PRIMARY = ("default", "weights_only", "torch.jit.load", "torch.export.load", "safetensors.load_file")
+
+
+@dataclasses.dataclass
+class Verdict:
+    """One file in one release."""
+
+    release: str
+    status: str  # ok | fail
+    #: the torch that actually ran (``2.5.1+cpu``)
+    torch: str
+    #: load mode → {"status": pass|fail|skip, "message", "warnings"}
+    loads: dict[str, dict[str, Any]]
+    fixes: list[str] = dataclasses.field(default_factory=list)
+    map_location: Optional[str] = None
+    needs_globals: Optional[list[str]] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+Rule = Callable[[Inspection, dict[str, Any]], Optional[str]]
+RULES: list[Rule] = []
+
+
+def rule(function: Rule) -> Rule:
+    """Register a fix rule (rules are asked in registration order)."""
+    RULES.append(function)
+    return function
+
+
+def primary(loads: dict[str, dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The load that decides the verdict: the first of PRIMARY that ran."""
+    for mode in PRIMARY:
+        if mode in loads and loads[mode]["status"] != "skip":
+            return loads[mode]
+    return None
+
+
+def judge(inspection: Inspection, release: str, result: dict[str, Any]) -> Verdict:
+    """The verdict for one file from the worker's result in one release."""
+    loads = result["loads"]
+    decisive = primary(loads)
+    ok = inspection.loadable and decisive is not None and decisive["status"] == "pass"
+    verdict = Verdict(release, "ok" if ok else "fail", result.get("torch", "?"), loads,
+                      map_location=result.get("map_location"), needs_globals=result.get("needs_globals"))
+    verdict.fixes = [fix for fix in (r(inspection, result) for r in RULES) if fix]
+    return verdict
+
+
+def _messages(result: dict[str, Any]) -> str:
+    return " | ".join(r["message"] for r in result["loads"].values() if r["status"] == "fail")
+
+
+def _failed(result: dict[str, Any], *modes: str) -> bool:
+    return any(result["loads"].get(m, {}).get("status") == "fail" for m in modes)
+
+
+@rule
+def truncated(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    cut = re.search(r"central directory|Ran out of input|truncated|unexpected EOF|EOFError", _messages(result))
+    if inspection.container == TRUNCATED or (cut and inspection.container in BROKEN):
+        return "the file is truncated — re-save it (or copy it again from where it was written)"
+    return None
+
+
+@rule
+def corrupt(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    if inspection.container == CORRUPT:
+        return f"the file is corrupt ({inspection.detail}) — re-save it"
+    return None
+
+
+@rule
+def not_a_checkpoint(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    if inspection.container == NOT_A_CHECKPOINT:
+        return f"this is not a PyTorch checkpoint: {inspection.detail}"
+    return None
+
+
+@rule
+def map_location(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    if result.get("map_location"):
+        return (f"pass map_location={result['map_location']!r}: the file holds tensors saved on "
+                f"{', '.join(inspection.cuda_devices)}, which this machine does not have")
+    return None
+
+
+@rule
+def safe_globals(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    refused = _failed(result, "default", "weights_only") and "eights only load failed" in _messages(result)
+    names = result.get("needs_globals") or inspection.unsafe_globals
+    if not refused or not names:
+        return None
+    trusted = " or, only for a file you trust, torch.load(..., weights_only=False)"
+    return (f"add these safe globals before torch.load: torch.serialization.add_safe_globals([{', '.join(names)}])"
+            f"{trusted}")
+
+
+@rule
+def importable_classes(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    missing = re.search(r"Can't get attribute '([^']+)' on <module '([^']+)'|No module named '([^']+)'",
+                        _messages(result))
+    if not missing:
+        return None
+    what = f"{missing.group(2)}.{missing.group(1)}" if missing.group(1) else missing.group(3)
+    return (f"make the pickled classes importable ({what} is missing): pass --import MODULE with the module "
+            f"that defines them (for a class saved from a script's __main__, the module that defines it now)")
+
+
+@rule
+def newer_file(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    if re.search(r"maximum supported version|no item named version|schema", _messages(result), re.IGNORECASE):
+        return ("the file was written by a newer torch than this release reads: load it with that release or "
+                "newer, or re-save it there in an older format (state_dict, _use_new_zipfile_serialization=False)")
+    return None
+
+
+@rule
+def strip_prefix(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    if not inspection.prefixes:
+        return None
+    calls = "; ".join(f"torch.nn.modules.utils.consume_prefix_in_state_dict_if_present(state_dict, {p!r})"
+                      for p in inspection.prefixes)
+    wrappers = ", ".join(PREFIXES[p] for p in inspection.prefixes)
+    return f"strip the wrapper prefix ({wrappers}) before load_state_dict on a plain model: {calls}"
+
+
+@rule
+def unsafe_not_tried(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    loads = result["loads"]
+    decisive = primary(loads)
+    skipped_unsafe = loads.get("unsafe", {}).get("status") == "skip"
+    if decisive and decisive["status"] == "fail" and skipped_unsafe and inspection.loadable:
+        return "it may load with weights_only=False, which runs the file's code: rerun with --allow-unsafe if you trust it"
+    return None

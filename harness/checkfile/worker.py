@@ -1,0 +1,153 @@
+"""Load a user's checkpoints with one torch release: run by ``ckpt-harness check --torch``.
+
+Run as a script with the release's own interpreter (``python worker.py REQUEST.json``), so it
+needs nothing but the standard library and torch: the harness's feature probes are loaded from
+``harness/compat.py`` by path. The request names the files, how each is loaded (from the
+inspection), the modules to import first and whether full unpickling is allowed. Each file's
+result is one JSON line in the request's ``out`` file; ``progress N`` lines go to stdout.
+
+Safety: ``weights_only=False`` runs whatever code the pickle names. The worker uses it (and a
+release's default ``torch.load`` where that default is a full unpickle, as before 2.6) only when
+the request says ``allow_unsafe`` (``ckpt-harness check --allow-unsafe``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+COMPAT = Path(__file__).resolve().parents[1] / "compat.py"
+UNSAFE_SKIP = ("weights_only=False executes code named in the file's pickle: pass --allow-unsafe to try it, "
+               "only for a file you trust")
+
+
+def load_compat() -> Any:
+    """``harness/compat.py`` by path (this interpreter may not have the harness installed)."""
+    spec = importlib.util.spec_from_file_location("_harness_compat", COMPAT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def describe(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+
+
+def import_user_modules(names: list[str], main_globals: list[str]) -> list[str]:
+    """Import ``--import`` modules; make ``__main__.X`` globals the file names resolvable from them."""
+    notes = []
+    modules = [importlib.import_module(name) for name in names]
+    main = sys.modules["__main__"]
+    for qualified in main_globals:
+        attribute = qualified.split(".", 1)[1]
+        for module in modules:
+            if hasattr(module, attribute) and not hasattr(main, attribute):
+                setattr(main, attribute, getattr(module, attribute))
+                notes.append(f"__main__.{attribute} taken from {module.__name__}")
+    return notes
+
+
+def map_location_for(devices: list[str], torch: Any) -> Optional[str]:
+    """'cpu' when the file holds CUDA storages this machine cannot place, else None."""
+    indices = [int(d.split(":")[1]) if ":" in d else 0 for d in devices if d.startswith("cuda")]
+    if not indices:
+        return None
+    if not torch.cuda.is_available() or max(indices) >= torch.cuda.device_count():
+        return "cpu"
+    return None
+
+
+def load_modes(item: dict[str, Any], compat: Any, allow_unsafe: bool, map_location: Optional[str]
+               ) -> dict[str, Callable[[], Any] | str]:
+    """Mode name → a loader, or the reason the mode is skipped."""
+    import torch
+
+    path, container = item["path"], item["container"]
+    if container == "torchscript":
+        return {"torch.jit.load": lambda: torch.jit.load(path, map_location=map_location)}
+    if container == "export_pt2":
+        reason = compat.has_torch_export_save()
+        return {"torch.export.load": reason or (lambda: torch.export.load(path))}
+    if container == "safetensors":
+        module, reason = compat.import_optional("safetensors.torch")
+        return {"safetensors.load_file": reason or (lambda: module.load_file(path, device=map_location or "cpu"))}
+
+    def torch_load(weights_only: Optional[bool]) -> Callable[[], Any]:
+        return lambda: torch.load(path, **compat.torch_load_kwargs(weights_only, map_location))
+
+    modes: dict[str, Callable[[], Any] | str] = {}
+    default_is_unsafe = compat.default_weights_only() is not True
+    modes["default"] = (f"this release's default torch.load is a full unpickle; {UNSAFE_SKIP}"
+                        if default_is_unsafe and not allow_unsafe else torch_load(None))
+    modes["weights_only"] = (torch_load(True) if compat.has_weights_only()
+                             else "this torch.load has no weights_only parameter")
+    if item.get("broken"):  # tried the safe way only, to show this release's own error message
+        return {"weights_only": modes["weights_only"]}
+    modes["unsafe"] = torch_load(False) if allow_unsafe else UNSAFE_SKIP
+    return modes
+
+
+def run_mode(loader: Callable[[], Any] | str) -> dict[str, Any]:
+    if isinstance(loader, str):
+        return {"status": "skip", "message": loader, "warnings": []}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loader()
+            status, message = "pass", ""
+        except Exception as exc:
+            status, message = "fail", describe(exc)
+    seen = sorted({f"{w.category.__name__}: {str(w.message).strip().splitlines()[0][:200]}" for w in caught
+                   if str(w.message).strip()})
+    return {"status": status, "message": message, "warnings": seen}
+
+
+def check_file(item: dict[str, Any], compat: Any, allow_unsafe: bool) -> dict[str, Any]:
+    import torch
+
+    map_location = map_location_for(item.get("devices", []), torch)
+    loads = {mode: run_mode(loader)
+             for mode, loader in load_modes(item, compat, allow_unsafe, map_location).items()}
+    needs = None
+    if item["container"] == "zip" and any(r["status"] == "fail" for r in loads.values()):
+        needs = compat.unsafe_globals(item["path"])
+    return {"path": item["path"], "map_location": map_location, "loads": loads, "needs_globals": needs}
+
+
+def environment(compat: Any) -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.__version__, "python": platform.python_version(),
+            "default_weights_only": compat.default_weights_only(), "cuda_available": torch.cuda.is_available(),
+            "executable": sys.executable}
+
+
+def main(request_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+        sys.path[0] = os.getcwd()  # the user's modules, not this folder, come first
+    compat = load_compat()
+    with open(request["out"], "w") as out:
+        try:
+            notes = import_user_modules(request.get("imports", []), request.get("main_globals", []))
+        except Exception as exc:
+            out.write(json.dumps({"import_error": describe(exc)}) + "\n")
+            return 0
+        out.write(json.dumps({"environment": environment(compat), "notes": notes}) + "\n")
+        for n, item in enumerate(request["files"], 1):
+            out.write(json.dumps(check_file(item, compat, request.get("allow_unsafe", False))) + "\n")
+            out.flush()
+            print(f"progress {n}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
