@@ -142,3 +142,113 @@ def unsafe_globals(path: Any) -> Optional[list[str]]:
         return sorted(finder(str(path)))
     except Exception:
         return None
+
+
+def weights_only_allowlist() -> Optional[frozenset[str]]:
+    """Globals (``module.name``) a weights_only load accepts here, built-in and user-added; None where unknown."""
+    module, _ = import_optional("torch._weights_only_unpickler")
+    allowed = getattr(module, "_get_allowed_globals", None)
+    if allowed is None:
+        return None
+    try:
+        names = set(allowed())
+        user = getattr(module, "_get_user_allowed_globals", None)
+        names.update(user() if user else ())
+    except Exception:  # pragma: no cover - private API drift
+        return None
+    return frozenset(names)
+
+
+def mmap_load_unavailable() -> Optional[str]:
+    """None when ``torch.load`` can map a zip-container file (``mmap=True``), else why not."""
+    return None if load_accepts("mmap") else "torch.load has no mmap parameter in this release"
+
+
+class MmapLoads:
+    """Inside ``with MmapLoads():`` every ``torch.load`` of a zip-container file maps it (``mmap=True``).
+
+    Uses ``torch.utils.serialization.config.load.mmap`` where the release has it; elsewhere
+    ``torch.load`` is wrapped for the duration of the block. Callers check
+    :func:`mmap_load_unavailable` first.
+    """
+
+    def __enter__(self) -> "MmapLoads":
+        try:
+            from torch.utils.serialization import config
+        except ImportError:
+            config = None
+        self._load_config = getattr(config, "load", None)
+        if self._load_config is not None and hasattr(self._load_config, "mmap"):
+            self._saved = self._load_config.mmap
+            self._load_config.mmap = True
+        else:
+            self._load_config = None
+            self._saved = torch.load
+            torch.load = functools.partial(self._saved, mmap=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._load_config is not None:
+            self._load_config.mmap = self._saved
+        else:
+            torch.load = self._saved
+
+
+# -- partial loads and device mapping (issue 4) ---------------------------------------------------
+
+
+def has_mmap() -> bool:
+    """``torch.load(mmap=True)`` exists (zip containers only)."""
+    return load_accepts("mmap")
+
+
+def load_state_dict_assign() -> Optional[str]:
+    """None when ``Module.load_state_dict`` takes ``assign`` (meta-device loading), else why not."""
+    parameters = inspect.signature(torch.nn.Module.load_state_dict).parameters
+    return None if "assign" in parameters else "this Module.load_state_dict has no assign parameter"
+
+
+def meta_device_context() -> Optional[str]:
+    """None when ``with torch.device('meta'):`` builds modules on the meta device, else why not."""
+    return None if hasattr(torch.device("meta"), "__enter__") else "torch.device is not a context manager here"
+
+
+def consume_prefix_function() -> Optional[Any]:
+    """``torch.nn.modules.utils.consume_prefix_in_state_dict_if_present`` where the release has it."""
+    try:
+        from torch.nn.modules import utils
+    except Exception:  # pragma: no cover - every supported release has the module
+        return None
+    return getattr(utils, "consume_prefix_in_state_dict_if_present", None)
+
+
+def torch_compile() -> Optional[str]:
+    """None when ``torch.compile`` exists (its wrapper adds ``_orig_mod.`` to state_dict keys), else why not."""
+    if not hasattr(torch, "compile"):
+        return "torch.compile does not exist in this release"
+    _, reason = import_optional("torch._dynamo")
+    return reason
+
+
+@functools.lru_cache(maxsize=None)
+def map_location_meta() -> Optional[str]:
+    """None when ``torch.load(map_location='meta')`` loads tensors onto the meta device, else why not."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"t": torch.zeros(2)}, buffer)
+    buffer.seek(0)
+    try:
+        loaded = torch.load(buffer, **torch_load_kwargs(True if has_weights_only() else None, "meta"))
+    except Exception as exc:
+        return f"torch.load(map_location='meta') fails here: {type(exc).__name__}: {_first_line(exc)}"
+    device = loaded["t"].device.type
+    return None if device == "meta" else f"torch.load(map_location='meta') gave a {device} tensor"
+
+
+def cuda_device_count() -> int:
+    """CUDA devices usable here (0 without a CUDA build or a GPU)."""
+    try:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover - broken driver installs
+        return 0
