@@ -1,0 +1,1 @@
+"""One module per partial-load scenario; each registers itself with :func:`harness.partial.register`."""
