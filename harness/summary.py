@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -24,8 +24,20 @@ def outcome(record: dict[str, Any]) -> str:
     return record["status"]
 
 
-def _env(side: dict[str, Any]) -> str:
+def env_label(side: dict[str, Any]) -> str:
+    """``torch/device`` of a record's producer or consumer: the rows and columns of the grids."""
     return f"{side['torch']}/{side['device']}"
+
+
+_env = env_label
+
+
+def grid_counts(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], collections.Counter]:
+    """Outcome counts per (format, producer, consumer) cell."""
+    cells: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(collections.Counter)
+    for r in records:
+        cells[(r["format"], _env(r["producer"]), _env(r["consumer"]))][outcome(r)] += 1
+    return cells
 
 
 def print_summary(records: Iterable[dict[str, Any]], console: Console) -> None:
@@ -57,9 +69,7 @@ def print_grid(records: list[dict[str, Any]], console: Console) -> None:
     """Per format, a producer × consumer grid: pass/fail/error/skip counts, then expected failures."""
     producers = sorted({_env(r["producer"]) for r in records})
     consumers = sorted({_env(r["consumer"]) for r in records})
-    cells: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(collections.Counter)
-    for r in records:
-        cells[(r["format"], _env(r["producer"]), _env(r["consumer"]))][outcome(r)] += 1
+    cells = grid_counts(records)
     for fmt in sorted({r["format"] for r in records}):
         table = Table(title=f"{fmt}: producer ↓ × consumer →   pass/fail/error/skip (+expected failures)",
                       title_justify="left")
@@ -81,19 +91,18 @@ def _cell(counts: Any) -> str:
     return f"[{colour}]{text}{extra}[/]"
 
 
-def print_weights_only(records: list[dict[str, Any]], console: Console) -> None:
-    """Per consumer release: what the default load is, how each pickle format fares in each load
-    mode (loads that passed / all load records), and the globals weights_only asked for."""
-    loads = [r for r in records if r["check"] == "load" and r["load_mode"] in ("default", "weights_only", "unsafe")]
+WEIGHTS_ONLY_MODES = ("default", "weights_only", "unsafe")
+
+
+def weights_only_panel(records: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The weights_only panel's data, or None without pickle loads: ``consumers`` (torch releases),
+    ``defaults`` (release → default weights_only), ``rows`` (format → per consumer, per mode
+    ``(passed, tried)`` or None) and ``needs`` (format → safe globals weights_only asked for)."""
+    loads = [r for r in records if r["check"] == "load" and r["load_mode"] in WEIGHTS_ONLY_MODES]
     if not loads:
-        return
+        return None
     consumers = sorted({r["consumer"]["torch"] for r in loads})
     defaults = {r["consumer"]["torch"]: r["consumer"].get("default_weights_only") for r in loads}
-    table = Table(title="weights_only: loads passed/tried per mode (default · weights_only · unsafe)",
-                  title_justify="left")
-    table.add_column("format")
-    for consumer in consumers:
-        table.add_column(f"{consumer}\ndefault weights_only={defaults[consumer]}", justify="center")
     counts: dict[tuple[str, str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
     needs: dict[str, set[str]] = collections.defaultdict(set)
     for r in loads:
@@ -102,12 +111,25 @@ def print_weights_only(records: list[dict[str, Any]], console: Console) -> None:
         cell[1] += r["status"] != "skip"
         if r["detail"].startswith("needs safe globals "):
             needs[r["format"]].update(r["detail"][len("needs safe globals "):].split(" | ")[0].split(", "))
-    for fmt in sorted({r["format"] for r in loads}):
-        cells = []
-        for consumer in consumers:
-            parts = [counts.get((fmt, consumer, m)) for m in ("default", "weights_only", "unsafe")]
-            cells.append(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts))
-        table.add_row(fmt, *cells)
+    rows = {fmt: [[tuple(counts[(fmt, c, m)]) if (fmt, c, m) in counts else None for m in WEIGHTS_ONLY_MODES]
+                  for c in consumers] for fmt in sorted({r["format"] for r in loads})}
+    return {"consumers": consumers, "defaults": defaults, "rows": rows,
+            "needs": {fmt: sorted(names) for fmt, names in sorted(needs.items())}}
+
+
+def print_weights_only(records: list[dict[str, Any]], console: Console) -> None:
+    """Per consumer release: what the default load is, how each pickle format fares in each load
+    mode (loads that passed / all load records), and the globals weights_only asked for."""
+    panel = weights_only_panel(records)
+    if panel is None:
+        return
+    table = Table(title="weights_only: loads passed/tried per mode (default · weights_only · unsafe)",
+                  title_justify="left")
+    table.add_column("format")
+    for consumer in panel["consumers"]:
+        table.add_column(f"{consumer}\ndefault weights_only={panel['defaults'][consumer]}", justify="center")
+    for fmt, cells in panel["rows"].items():
+        table.add_row(fmt, *(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts) for parts in cells))
     console.print(table)
-    for fmt, names in sorted(needs.items()):
+    for fmt, names in panel["needs"].items():
         console.print(f"[b]{fmt}[/b] needs safe globals: {', '.join(sorted(names))}", highlight=False, soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Report renderers: one module per output kind, each calling :func:`harness.report.register`."""
