@@ -33,8 +33,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.bench:
         from harness.report.charts import charts
 
-        view.charts = charts(args.bench)
-        view.chart_note = f"Median time per benchmark from {', '.join(p.name for p in args.bench)}."
+        view.charts, note = charts(args.bench)
+        view.chart_note = f"{', '.join(p.name for p in args.bench)}: {note}."
     written = report.write(view, args.out)
     for name, path in written.items():
         console.print(f"[dim]{name}:[/dim] {path}", highlight=False)
