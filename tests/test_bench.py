@@ -1,0 +1,269 @@
+"""``ckpt-harness bench``, ``bench-compare`` and ``bench-plot``: small payloads, few rounds, no absolute times.
+
+The gate is proven both ways: a planted slowdown (tests/plugins/slow.py wraps state_dict_zip to
+sleep in proportion to size) is flagged, and rerunning the identical configuration is not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy
+import pytest
+import torch
+
+from harness.bench import pagecache, results
+from harness.bench.compare import BASELINE, FASTER, FEW_ROUNDS, REGRESSION, SAME, judge, parse_threshold
+from harness.bench.operations import OPERATIONS, Subject
+from harness.bench.payload import bench_case, build, shape_for
+from harness.bench.sizes import label, parse_sizes
+from harness.bench.touch import touch, touched_bytes
+from harness.errors import HarnessError
+from harness.formats import FORMATS
+from tests.conftest import run_cli
+
+SMALL = ["--sizes", "2MB", "--format", "state_dict_zip", "--format", "safetensors", "--rounds", "5"]
+
+
+def bench(out: Path, *extra: str) -> dict[str, Any]:
+    result = run_cli("bench", *SMALL, "--json", str(out), *extra)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three runs of one configuration: a reference (with cold loads and the RSS probe), an identical
+    rerun, and a rerun with the planted slowdown."""
+    folder = tmp_path_factory.mktemp("bench")
+    paths = {name: folder / f"{name}.json" for name in ("old", "rerun", "slow")}
+    bench(paths["old"], "--cache", "warm,cold", "--workdir", str(folder))
+    bench(paths["rerun"], "--no-rss", "--workdir", str(folder))
+    bench(paths["slow"], "--no-rss", "--plugin", "tests.plugins.slow", "--workdir", str(folder))
+    return paths
+
+
+# -- the gate ---------------------------------------------------------------------------------
+
+def test_planted_slowdown_is_flagged(runs: dict[str, Path]) -> None:
+    result = run_cli("bench-compare", str(runs["old"]), str(runs["slow"]), "--threshold", "10%")
+    assert result.returncode == 1, result.stdout + result.stderr
+    flagged = [line for line in result.stderr.splitlines() if line.startswith("regression:")]
+    assert flagged and all("state_dict_zip" in line for line in flagged)
+    assert any(" save " in line for line in flagged) and any(" load " in line for line in flagged)
+
+
+def test_identical_rerun_is_not_flagged(runs: dict[str, Path]) -> None:
+    result = run_cli("bench-compare", str(runs["old"]), str(runs["rerun"]), "--threshold", "10%")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "regression:" not in result.stderr
+
+
+def row(median: float, spread: float = 0.0, rounds: int = 5, kind: str = "format") -> dict[str, Any]:
+    return {"format": "f", "operation": "load", "size_bytes": 1, "cache": "warm", "kind": kind, "rounds": rounds,
+            "median": median, "min": median * (1 - spread / 2), "max": median * (1 + spread / 2)}
+
+
+@pytest.mark.parametrize("old, new, verdict", [
+    (row(1.0, 0.05), row(1.5, 0.05), REGRESSION),   # +50 %, beyond 10 % and the 5 % noise
+    (row(1.0, 0.05), row(1.05, 0.05), SAME),        # within the threshold
+    (row(1.0, 0.8), row(1.5, 0.1), SAME),           # beyond the threshold, within the old run's noise
+    (row(1.0, 0.05), row(0.5, 0.05), FASTER),
+    (row(1.0, 0.05, rounds=3), row(2.0, 0.05), FEW_ROUNDS),
+    (row(1.0, kind="baseline"), row(2.0, kind="baseline"), BASELINE),
+])
+def test_judge_needs_both_threshold_and_noise(old: dict, new: dict, verdict: str) -> None:
+    assert judge(old, new, 0.10).status == verdict
+
+
+@pytest.mark.parametrize("text, value", [("10%", 0.10), ("0.25", 0.25), ("2.5%", 0.025)])
+def test_threshold_parses(text: str, value: float) -> None:
+    assert parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["ten", "15", "-5%"])
+def test_bad_threshold_is_refused(text: str) -> None:
+    with pytest.raises(HarnessError):
+        parse_threshold(text)
+
+
+# -- bench-compare bad input (exit 2, one line) -----------------------------------------------
+
+def _rewrite(source: Path, target: Path, change) -> Path:
+    document = json.loads(source.read_text())
+    change(document)
+    target.write_text(json.dumps(document))
+    return target
+
+
+def _shift_sizes(document: dict) -> None:
+    for bench_row in document["benchmarks"]:
+        bench_row["extra_info"]["size_bytes"] += 1
+
+
+def _three_rounds(document: dict) -> None:
+    for bench_row in document["benchmarks"]:
+        bench_row["stats"]["rounds"] = 3
+
+
+@pytest.mark.parametrize("make_new, message", [
+    (lambda old, tmp: tmp / "missing.json", "does not exist"),
+    (lambda old, tmp: _write(tmp / "broken.json", "{not json"), "not readable JSON"),
+    (lambda old, tmp: _write(tmp / "other.json", json.dumps({"records": []})), "not pytest-benchmark JSON"),
+    (lambda old, tmp: _rewrite(old, tmp / "shifted.json", _shift_sizes), "no benchmark in common"),
+    (lambda old, tmp: _rewrite(old, tmp / "few.json", _three_rounds), "5 or more rounds"),
+])
+def test_bench_compare_bad_input(runs: dict[str, Path], tmp_path: Path, make_new, message: str) -> None:
+    result = run_cli("bench-compare", str(runs["old"]), str(make_new(runs["old"], tmp_path)))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "lots"], "is not understood"),
+    (["--format", "no_such_format"], "unknown format"),
+    (["--cache", "lukewarm"], "--cache"),
+    (["--operation", "defragment"], "unknown --operation"),
+])
+def test_bench_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
+    result = run_cli("bench", *args, "--json", str(tmp_path / "out.json"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+# -- what a run records -----------------------------------------------------------------------
+
+def test_machine_info_names_torch_cuda_device_and_cache_state(runs: dict[str, Path]) -> None:
+    info = json.loads(runs["old"].read_text())["machine_info"]
+    assert info["torch"] == torch.__version__ and info["device"] == "cpu"
+    assert "cuda" in info and "cuda_devices" in info
+    assert set(info["page_cache"]) >= {"warm", "cold", "workdir"}
+
+
+def test_every_throughput_sits_beside_its_baseline(runs: dict[str, Path]) -> None:
+    rows = results.load(runs["old"])
+    formats = [r for r in rows if r["kind"] == "format"]
+    assert {r["operation"] for r in formats} >= {"save", "save_fsync", "load", "load_mmap"}
+    for r in formats:
+        assert r["rounds"] >= 5 and r["bytes"] >= 2 << 20
+        assert r["fraction_of_baseline"] > 0 and r["fraction_of_memcpy"] > 0, r["name"]
+        expected = r["throughput"] / r["baseline_throughput"]
+        assert r["fraction_of_baseline"] == pytest.approx(expected)
+
+
+def test_cold_loads_are_labelled_only_when_verified(runs: dict[str, Path]) -> None:
+    document = json.loads(runs["old"].read_text())
+    cold = [r for r in results.rows(document) if r["cache"] == "cold"]
+    if document["machine_info"]["page_cache"]["cold"].startswith("unavailable"):
+        assert not cold
+    else:
+        assert {(r["format"], r["operation"]) for r in cold} >= {("baseline", "raw_read"), ("state_dict_zip", "load")}
+
+
+def test_warm_loads_carry_peak_rss_as_a_multiple_of_the_file(runs: dict[str, Path]) -> None:
+    loads = [r for r in results.load(runs["old"]) if r["operation"] == "load" and r["cache"] == "warm"]
+    assert loads
+    for r in loads:
+        if "peak_rss_multiple" not in r:
+            pytest.skip(r["rss_note"])
+        # a full (not mapped) load allocates every tensor: at least most of the file is new memory
+        assert r["peak_rss_multiple"] > 0.5, r
+
+
+def test_plots_are_written_per_size_and_direction(runs: dict[str, Path], tmp_path: Path) -> None:
+    result = run_cli("bench-plot", str(runs["old"]), str(runs["slow"]), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert written == ["bench-2MB-load.png", "bench-2MB-save.png"]
+    assert all((tmp_path / name).read_bytes().startswith(b"\x89PNG") for name in written)
+
+
+# -- honesty: every byte is touched, cache states are real -------------------------------------
+
+def _numpy_checksum(tensors: list[torch.Tensor]) -> int:
+    total = 0
+    for tensor in tensors:
+        raw = tensor.numpy().tobytes()
+        whole = len(raw) // 8 * 8
+        total += int(numpy.frombuffer(raw[:whole], dtype="<i8").astype(object).sum()) + sum(raw[whole:])
+    return total % (1 << 64)
+
+
+def test_touch_reads_every_byte_of_every_storage_once() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(1001, 3)
+    state = {"weight": weight, "view": weight[10:20], "flags": torch.arange(13, dtype=torch.int8),
+             "half": torch.randn(7).half(), "empty": torch.empty(0)}
+    distinct = [weight, state["flags"], state["half"]]
+    assert touched_bytes(state) == sum(t.numel() * t.element_size() for t in distinct)
+    assert touch(state) == _numpy_checksum(distinct)
+    weight[500, 1] += 1.0  # one changed element in the middle changes the checksum
+    assert touch(state) != _numpy_checksum(distinct[1:]) and touch(state) == _numpy_checksum(distinct)
+
+
+def _cold_or_skip(folder: Path) -> None:
+    reason = pagecache.cold_unavailable(folder)
+    if reason:
+        pytest.skip(f"cold page cache unavailable here: {reason}")
+
+
+def test_drop_and_warm_are_verified(tmp_path: Path) -> None:
+    _cold_or_skip(tmp_path)
+    path = tmp_path / "data.bin"
+    path.write_bytes(numpy.random.default_rng(0).bytes(3 << 20))
+    assert pagecache.drop(path) is None and pagecache.resident_pages(path)[0] == 0
+    assert pagecache.warm(path) is None
+    resident, total = pagecache.resident_pages(path)
+    assert resident == total > 0
+
+
+def test_timed_mmap_load_faults_in_every_page_of_a_cold_file(tmp_path: Path) -> None:
+    """A mapped load alone reads almost nothing; the benchmark's timed target must read it all."""
+    _cold_or_skip(tmp_path)
+    case = bench_case(4 << 20)
+    subject = Subject(case, 4 << 20, tmp_path, [], build(FORMATS.get("state_dict_zip"), case))
+    timed = OPERATIONS["load_mmap"].make(subject, "cold")
+    path = next(tmp_path.glob("load*"))
+    timed.setup()
+    resident, total = pagecache.resident_pages(path)
+    assert resident == 0
+    timed.target()
+    resident, total = pagecache.resident_pages(path)
+    assert resident >= total - 2, (resident, total)  # every data page (the zip directory may be read anyway)
+    assert timed.finish() is None
+
+
+def test_lazy_load_without_touch_leaves_pages_on_disk(tmp_path: Path) -> None:
+    """The control for the test above: an mmap load that is not touched leaves most pages unread."""
+    _cold_or_skip(tmp_path)
+    path = tmp_path / "sd.pt"
+    torch.save({f"w{i}": torch.randn(1 << 18) for i in range(4)}, path)
+    pagecache.drop(path)
+    loaded = torch.load(path, mmap=True, weights_only=True)
+    resident, total = pagecache.resident_pages(path)
+    assert resident < total // 2, (resident, total)
+    touch(loaded)
+    assert pagecache.resident_pages(path)[0] >= total - 2
+
+
+# -- payload ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nbytes", [4096, 1 << 20, 3 << 20, 64 << 20, 512 << 20])
+def test_payload_shape_is_close_to_the_requested_size(nbytes: int) -> None:
+    width, depth = shape_for(nbytes)
+    actual = depth * (width * width + width) * 4
+    assert abs(actual - nbytes) / nbytes < 0.2
+
+
+def test_sizes_parse_in_binary_units() -> None:
+    assert parse_sizes("1MB, 64MB,1MB,512KB") == [1 << 20, 64 << 20, 512 << 10]
+    assert label(64 << 20) == "64MB" and label(3 << 30) == "3GB"
+    with pytest.raises(HarnessError):
+        parse_sizes("12")
