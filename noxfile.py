@@ -241,6 +241,8 @@ def summary(session: nox.Session) -> None:
     files = sorted(str(p) for p in RESULTS.glob("*.jsonl"))
     if not files:
         session.error("no results/*.jsonl: run the consume sessions first (plain `nox` does)")
+    env.install("-e .[report]")
+    env.run("ckpt-harness", "report", *files, "--out", str(ROOT / "reports"), success_codes=[0, 1])
     env.run("ckpt-harness", "summary", *files)
 
 
