@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -36,8 +37,12 @@ def load_compat() -> Any:
     return module
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+    """``Type: first line of the message``, without terminal colour codes."""
+    lines = ANSI.sub("", str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
 
 

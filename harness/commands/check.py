@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.commands import EXIT_FINDINGS, register
@@ -105,7 +106,7 @@ def _report(inspection: Any, verdicts: dict[str, Any]) -> dict[str, Any]:
 def _print(reports: list[dict[str, Any]], out: Console) -> None:
     for r in reports:
         style = "red" if r["container"] in _broken() else "bold"
-        out.print(f"[{style}]{r['path']}[/]: {r['container']} — {r['detail']}")
+        out.print(f"[{style}]{escape(r['path'])}[/]: {r['container']} — {escape(r['detail'])}")
         if r["container"] not in _broken():
             dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(r["dtypes"].items())) or "none"
             out.print(f"  {r['structure'] or '?'}; {r['tensors']} tensors ({dtypes}), {r['bytes']:,} bytes of data; "
@@ -116,16 +117,16 @@ def _print(reports: list[dict[str, Any]], out: Console) -> None:
             if r["prefixes"]:
                 out.print(f"  key prefixes: {', '.join(f'{p!r} on {n} keys' for p, n in r['prefixes'].items())}")
             if r["unsafe_globals"]:
-                out.print(f"  weights_only would refuse: {', '.join(r['unsafe_globals'])}")
+                out.print(f"  weights_only would refuse: {escape(', '.join(r['unsafe_globals']))}")
         for release, verdict in r["verdicts"].items():
             mark = "[green]loads[/]" if verdict["status"] == "ok" else "[red]does not load[/]"
             out.print(f"  torch {release} ({verdict['torch']}): {mark}")
             for mode, load in verdict["loads"].items():
                 colour = {"pass": "green", "fail": "red", "skip": "yellow"}[load["status"]]
-                message = f": {load['message']}" if load["message"] else ""
+                message = f": {escape(load['message'])}" if load["message"] else ""
                 out.print(f"    [{colour}]{load['status']:<4}[/] {mode}{message}")
             for fix in verdict["fixes"]:
-                out.print(f"    [cyan]fix:[/] {fix}")
+                out.print(f"    [cyan]fix:[/] {escape(fix)}")
 
 
 register("check", __doc__.split(": ", 1)[1].split("\n")[0].rstrip("."), add_arguments, run, order=60)
