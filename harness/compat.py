@@ -133,6 +133,43 @@ def default_weights_only() -> Optional[bool]:
     return default
 
 
+def allowed_globals(names: list[str]) -> Any:
+    """A context in which a weights_only load also accepts the globals ``names`` ("module.qualname").
+
+    Uses ``torch.serialization.safe_globals`` where it exists, else ``add_safe_globals`` (for the
+    rest of the process); where neither exists, nothing is allowed. Names that do not resolve are
+    left out, so the load refuses them as before.
+    """
+    import contextlib
+
+    objects = [obj for obj in (_resolve(name) for name in names) if obj is not None]
+    serialization = torch.serialization
+    if not objects:
+        return contextlib.nullcontext()
+    if hasattr(serialization, "safe_globals"):
+        return serialization.safe_globals(objects)
+    if hasattr(serialization, "add_safe_globals"):
+        serialization.add_safe_globals(objects)
+    return contextlib.nullcontext()
+
+
+def _resolve(name: str) -> Any:
+    """The object named ``module.qualname`` (the longest importable module prefix), or None."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except Exception:
+            continue
+        try:
+            for attribute in parts[cut:]:
+                obj = getattr(obj, attribute)
+            return obj
+        except AttributeError:
+            return None
+    return None
+
+
 def unsafe_globals(path: Any) -> Optional[list[str]]:
     """Globals a weights_only load of ``path`` would refuse, where the release can tell (else None)."""
     finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)

@@ -14,6 +14,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _hypothesis_profiles() -> None:
+    """Register the dev/ci/nightly profiles of harness.strategies; load $HYPOTHESIS_PROFILE when set."""
+    try:
+        from harness import strategies
+    except ImportError:  # hypothesis (the fuzz extra) is not installed
+        return
+    strategies.register_profiles()
+    if os.environ.get(strategies.PROFILE_VARIABLE):
+        strategies.load_profile()
+
+
+_hypothesis_profiles()
+
+
 def run_cli(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m harness ARGS`` in a fresh interpreter; the repo root is importable (for plugins)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -1,0 +1,1 @@
+"""Mutator families, one module each; every module registers its mutator on import."""
