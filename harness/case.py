@@ -161,10 +161,17 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def prepare(case: Case, steps: int = 2) -> Prepared:
-    """Build ``case`` under its seed and take ``steps`` optimizer steps."""
+def prepare(case: Case, steps: int = 2, device: str = "cpu") -> Prepared:
+    """Build ``case`` under its seed and take ``steps`` optimizer steps on ``device``.
+
+    Models and inputs move to ``device`` before the optimizers exist, so optimizer state is
+    created there, as in a real run on that device.
+    """
     models = case.fresh_models()
     inputs = case.example_inputs()
+    if device != "cpu":
+        models = {name: model.to(device) for name, model in models.items()}
+        inputs = {name: _to_device(args, torch.device(device)) for name, args in inputs.items()}
     optimizers, schedulers = make_optimizers(case, models)
     seed_everything(case.seed + 2)
     loss = 0.0

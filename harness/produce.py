@@ -85,9 +85,7 @@ def _produce_case(case: Case, formats: list[Format], root: Path, manifest: dict,
         manifest["entries"].extend(_skip_entry(case, fmt, missing) for fmt in applicable)
         return
     try:
-        prepared = prepare(case)
-        if device != "cpu":
-            prepared = _to_device(prepared, device)
+        prepared = prepare(case, device=device)
         resumes = any("optimizer" in fmt.holds for fmt in applicable)
         next_state = _next_step_state(prepared) if resumes else None
         manifest["cases"][case.name] = _case_section(prepared, root, next_state)
@@ -180,16 +178,3 @@ def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optio
         entry["next_step"] = next_step
     return entry
 
-
-def _to_device(prepared: Prepared, device: str) -> Prepared:
-    """Move a prepared case's models, optimizer state and inputs to ``device``."""
-    for model in prepared.models.values():
-        model.to(device)
-    for optimizer in prepared.optimizers.values():
-        for state in optimizer.state.values():
-            for key, value in list(state.items()):
-                if isinstance(value, torch.Tensor) and key != "step":
-                    state[key] = value.to(device)
-    prepared.inputs = {n: tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in args)
-                       for n, args in prepared.inputs.items()}
-    return prepared

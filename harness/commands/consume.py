@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.consume import consume
+    from harness.devices import validate
     from harness.records import RecordWriter
 
+    args.device = validate(args.device)
     with RecordWriter(args.results) as writer:
         records = consume(args.artifacts, writer, args.device, _options.progress(console, "consuming"),
                           _options.expectations(args))

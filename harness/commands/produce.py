@@ -19,9 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.case import CASES
+    from harness.devices import validate
     from harness.produce import produce
 
     cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
+    args.device = validate(args.device)
     target = produce(args.out, cases, args.formats, args.device, args.replace, _options.progress(console, "producing"))
     console.print(f"wrote {target}", highlight=False)
     return 0

@@ -19,9 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.consume import consume
+    from harness.devices import validate
     from harness.produce import produce
     from harness.records import RecordWriter
 
+    args.device = validate(args.device)
     with tempfile.TemporaryDirectory(prefix="ckpt-roundtrip-") as folder:
         produce(Path(folder), args.cases, args.formats, args.device, False, _options.progress(console, "producing"))
         with RecordWriter(args.results) as writer:
