@@ -64,6 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ckpt-workdir", default=None, help="folder for the benchmark's files (default: a temp folder)")
     group.addoption("--ckpt-no-rss", action="store_true", help="skip the peak-RSS probe")
     group.addoption("--ckpt-plugin", action="append", default=[], help="plugin module the RSS probe imports too")
+    group.addoption("--ckpt-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,6 +76,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if "cold" in caches:
         settings.cold_unavailable = pagecache.cold_unavailable(workdir)
     config.stash[SETTINGS] = settings
+    if option.ckpt_threads:
+        import torch
+
+        torch.set_num_threads(option.ckpt_threads)
 
 
 def plan(settings: Settings) -> Iterator[Item]:

@@ -26,6 +26,7 @@ class Options:
     rss: bool = True
     plugins: list[str] = dataclasses.field(default_factory=list)
     verbose: bool = False
+    threads: Optional[int] = None
 
 
 def pytest_args(options: Options, ini: Path) -> list[str]:
@@ -40,6 +41,8 @@ def pytest_args(options: Options, ini: Path) -> list[str]:
     args += [f"--ckpt-plugin={p}" for p in options.plugins]
     if options.workdir:
         args.append(f"--ckpt-workdir={options.workdir}")
+    if options.threads:
+        args.append(f"--ckpt-threads={options.threads}")
     if not options.rss:
         args.append("--ckpt-no-rss")
     args.append("-v" if options.verbose else "-q")

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: results/bench/<env-id>.json)")
     parser.add_argument("--workdir", type=Path, help="folder for the benchmark files (default: the temp folder; "
                         "its file system is what is measured)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads for the run (default: torch's own); "
+                        "1 keeps a shared machine's scheduling out of parallel copies")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS probe process")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="also draw the charts of this run into DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per benchmark from pytest")
@@ -43,6 +45,8 @@ def _validate(args: argparse.Namespace) -> None:
     from harness.formats import FORMATS
 
     parse_sizes(args.sizes)
+    if args.threads is not None and args.threads < 1:
+        raise HarnessError(f"--threads {args.threads}: give 1 or more")
     if args.rounds < 1:
         raise HarnessError(f"--rounds {args.rounds}: give at least 1 (bench-compare gates only on 5 or more)")
     unknown = [c for c in args.cache.split(",") if c.strip() not in CACHES]
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     json_path = args.json or _default_json()
     status = runner.run(runner.Options(
         json=json_path, sizes=args.sizes, formats=args.formats, operations=args.operations, rounds=args.rounds,
-        caches=args.cache, workdir=args.workdir, rss=not args.no_rss, plugins=args.plugins, verbose=args.verbose))
+        caches=args.cache, workdir=args.workdir, rss=not args.no_rss, plugins=args.plugins, verbose=args.verbose,
+        threads=args.threads))
     if not json_path.exists():
         console.print(f"ckpt-harness: pytest exited {status} before writing {json_path}", highlight=False)
         return EXIT_FINDINGS
