@@ -252,3 +252,48 @@ def tests(session: nox.Session) -> None:
     env = ReleaseEnv(session, TOOLS_RELEASE)
     env.install("-e .[test]")
     env.run("pytest", *session.posargs)
+
+
+BENCH_RESULTS = RESULTS / "bench"
+
+
+def _bench_args(posargs: list[str]) -> list[str]:
+    """``nox -s bench -- ARGS``: ARGS for ``ckpt-harness bench``, less the ``--torch X`` pairs that pick releases."""
+    args: list[str] = []
+    skip = False
+    for arg in posargs:
+        if not skip and arg != "--torch":
+            args.append(arg)
+        skip = arg == "--torch" and not skip
+    return args
+
+
+@matrix_session
+@nox.parametrize("python,torch", [nox.param(*p.args[:2], id=f"torch='{p.args[1]}'") for p in MATRIX
+                                  if p.args[2] == "cpu"])
+def bench(session: nox.Session, torch: str) -> None:
+    """Save/load benchmarks of every format with this release, on the CPU (not in plain `nox`): results/bench/.
+
+    ``nox -s bench -- --sizes 64MB --cache warm,cold`` passes options on to ``ckpt-harness bench``.
+    """
+    env = ReleaseEnv(session, torch)
+    env.install("-e .[bench]")
+    BENCH_RESULTS.mkdir(parents=True, exist_ok=True)
+    env.run("ckpt-harness", "bench", "--json", str(BENCH_RESULTS / f"{_env_label(torch, 'cpu')}.json"),
+            "--plot", str(ROOT / "reports" / "bench"), *_bench_args(session.posargs))
+
+
+@nox.session(python="3.11", venv_backend="none")
+def bench_compare(session: nox.Session) -> None:
+    """The regression gate between releases: each results/bench/*.json against the next newer release's
+    (or ``nox -s bench_compare -- OLD.json NEW.json``); redraws reports/bench/ from all of them."""
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[bench]")
+    named = [a for a in session.posargs if a.endswith(".json")]
+    files = named or sorted((str(p) for p in BENCH_RESULTS.glob("torch-*-cpu.json")),
+                            key=lambda p: _version_key(Path(p).name.split("-")[1].split("+")[0]))
+    if len(files) < 2:
+        session.error("bench_compare needs two results/bench/*.json: run `nox -s bench` for two releases first")
+    env.run("ckpt-harness", "bench-plot", *files, "--out", str(ROOT / "reports" / "bench"))
+    for old, new in zip(files, files[1:]):
+        env.run("ckpt-harness", "bench-compare", old, new)
