@@ -254,6 +254,21 @@ def tests(session: nox.Session) -> None:
     env.run("pytest", *session.posargs)
 
 
+@nox.session(python="3.11", venv_backend="none")
+def fuzz(session: nox.Session) -> None:
+    """Hypothesis round trips of generated models through every format, then damaged copies of real
+    artifacts through every loader. Profile: ``nox -s fuzz -- ci`` (default nightly; dev is fastest)."""
+    profile = session.posargs[0] if session.posargs else "nightly"
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[test]")
+    env.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_fuzz.py", env={"HYPOTHESIS_PROFILE": profile})
+    folder = ROOT / ".nox" / "fuzz-artifacts"
+    env.run("ckpt-harness", "produce", "--corpus", "--out", str(folder), "--replace")
+    corrupt_profile = "ci" if profile == "dev" else profile
+    env.run("ckpt-harness", "corrupt", str(folder), "--profile", corrupt_profile,
+            "--results", str(RESULTS / "corrupt" / f"{corrupt_profile}.jsonl"))
+
+
 BENCH_RESULTS = RESULTS / "bench"
 
 
