@@ -196,10 +196,14 @@ def retag(source: Path, target: Path, location: str) -> list[StorageRecord]:
     if source.resolve() == target.resolve():
         raise TagError("refusing to rewrite a checkpoint in place")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(source):
-        _retag_zip(source, target, location)
-    else:
-        _retag_legacy(source, target, location)
+    try:
+        if zipfile.is_zipfile(source):
+            _retag_zip(source, target, location)
+        else:
+            _retag_legacy(source, target, location)
+    except BaseException:
+        target.unlink(missing_ok=True)  # no half-written copy is left to be mistaken for a checkpoint
+        raise
     return storage_locations(target)
 
 

@@ -97,3 +97,43 @@ def test_manifest_pointing_outside_is_still_read_only(small_artifacts: Path, tmp
     for _ in range(2):
         assert run_cli("consume", str(copy), "--results", str(tmp_path / "r.jsonl")).returncode == 0
     assert tree_state(copy) == before
+
+
+@pytest.mark.parametrize("command", ["produce", "consume", "roundtrip"])
+@pytest.mark.parametrize("device, needle", [("gpu0", "is not a device torch knows"),
+                                            ("mps", "runs on cpu or cuda only")])
+def test_device_torch_does_not_offer_is_one_line(tmp_path: Path, command: str, device: str, needle: str) -> None:
+    args = {"produce": ["--out", str(tmp_path)], "consume": [str(tmp_path), "--results", str(tmp_path / "r.jsonl")],
+            "roundtrip": []}[command]
+    result = run_cli(command, *args, "--device", device)
+    assert_one_line_error(result, f"--device {device!r}", needle)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("roundtrip", "--device", "cuda:1", "--case", "simple")
+    assert_one_line_error(result, "--device 'cuda:1'", "CUDA is not available here", "use --device cpu")
+
+
+def test_cuda_index_beyond_the_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import compat, devices
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(compat, "cuda_device_count", lambda: 1)
+    assert devices.validate("cuda:0") == "cuda:0" and devices.validate("cuda") == "cuda"
+    assert devices.validate("cpu:0") == "cpu"
+    with pytest.raises(HarnessError, match=r"has 1 CUDA device\(s\); use cpu, cuda or cuda:0..cuda:0"):
+        devices.validate("cuda:3")
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", b"PK\x03\x04 truncated zip"])
+def test_a_file_where_an_artifacts_folder_belongs(tmp_path: Path, content: bytes) -> None:
+    stray = tmp_path / "model.pt"
+    stray.write_bytes(content)
+    result = run_cli("consume", str(stray), "--results", str(tmp_path / "r.jsonl"))
+    assert_one_line_error(result, str(stray), "not a folder")
+    assert stray.read_bytes() == content

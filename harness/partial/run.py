@@ -46,7 +46,8 @@ def _run_plain(scenario: Scenario, source: Mapping[str, Any], case: Case) -> str
     lenient = _check_lenient(target, source, expected)
     strict = _check_strict(scenario.build_target(case), source, expected)
     fixed = _check_fix(scenario, scenario.build_target(case), source, expected)
-    return " | ".join(part for part in (f"plan: {expected.describe()}", lenient, strict, fixed) if part)
+    # PyTorch's own message last: the record keeps one line, and the message is the longest part
+    return " | ".join(part for part in (f"plan: {expected.describe()}", strict, fixed, lenient) if part)
 
 
 def _check_lenient(target: nn.Module, source: Mapping[str, Any], expected: LoadPlan) -> str:
