@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
-import harness.bench.bench_formats as bench_module
+#: the packaged benchmark module, found without importing it (pytest imports it, and its plugin, itself)
+BENCH_MODULE = importlib.util.find_spec("harness.bench.bench_formats").origin
+#: isolates the run from the caller's pytest configuration; TorchScript's deprecation is not a finding here
+INI = """[pytest]
+addopts = -ra
+filterwarnings =
+    ignore:`torch.jit:DeprecationWarning
+"""
 
 
 @dataclasses.dataclass
@@ -31,7 +39,7 @@ class Options:
 
 def pytest_args(options: Options, ini: Path) -> list[str]:
     """pytest's command line: the packaged module, the plugin, pytest-benchmark's JSON and gc settings."""
-    args = [bench_module.__file__, "-p", "harness.bench.plugin", "-p", "no:cacheprovider",
+    args = [BENCH_MODULE, "-p", "harness.bench.plugin", "-p", "no:cacheprovider",
             "-c", str(ini), "--rootdir", str(ini.parent),
             f"--benchmark-json={options.json}", "--benchmark-disable-gc",
             "--benchmark-columns=min,median,max,rounds", "--benchmark-sort=name",
@@ -54,5 +62,5 @@ def run(options: Options) -> int:
     options.json.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ckpt-bench-ini-") as folder:
         ini = Path(folder) / "pytest.ini"
-        ini.write_text("[pytest]\naddopts = -ra\n")  # isolates the run from the caller's pytest configuration
+        ini.write_text(INI)
         return int(pytest.main(pytest_args(options, ini)))
