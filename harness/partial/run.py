@@ -116,7 +116,7 @@ def _run_assign(scenario: Scenario, source: Mapping[str, Any], case: Case) -> st
         target = scenario.build_target(case)
     expected = plan(source, target)
     grads = {key: t.requires_grad for key, t in _named_tensors(target)}
-    left_expected = sorted(non_persistent_buffers(target))
+    left_expected = sorted(set(non_persistent_buffers(target)) | set(expected.missing))
     error, _ = _load(target, source, strict=expected.clean, assign=True)
     if error is not None:
         raise Mismatch(f"assign=True raised: {_flat(error)}")
@@ -130,9 +130,9 @@ def _run_assign(scenario: Scenario, source: Mapping[str, Any], case: Case) -> st
         raise Mismatch(f"assign=True changed requires_grad of {_keys(lost)}")
     left = sorted(k for k, t in tensors.items() if t.is_meta)
     if left != left_expected:
-        raise Mismatch(f"left on meta: {_keys(left) or 'nothing'}; planned (non-persistent buffers): "
+        raise Mismatch(f"left on meta: {_keys(left) or 'nothing'}; planned (non-persistent buffers, missing keys): "
                        f"{_keys(left_expected) or 'nothing'}")
-    note = (f"; left on meta as planned: {_keys(left)} (non-persistent: re-create after loading)" if left
+    note = (f"; left on meta as planned: {_keys(left)} (not in the checkpoint: re-create after loading)" if left
             else "; nothing left on meta")
     written = metadata_written_by_assign(lambda: scenario.build_target(case), source)
     if written:
