@@ -179,7 +179,11 @@ class ReleaseEnv:
         """Run a command with this environment's bin first on PATH."""
         env = {"PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(self.path),
                **kwargs.pop("env", {})}
-        return self.session.run(*args, env=env, external=True, **kwargs)
+        # nox looks the program up on its own PATH, not on ``env``'s: name this environment's copy,
+        # or a nox started from another release's activated venv runs that release's command.
+        own = self.bin / args[0]
+        program = str(own) if own.exists() else args[0]
+        return self.session.run(program, *args[1:], env=env, external=True, **kwargs)
 
 
 def _matrix_env(session: nox.Session, torch: str, device: str) -> ReleaseEnv:
