@@ -353,12 +353,22 @@ def example_inputs(spec: ModelSpec) -> tuple[torch.Tensor]:
     return (torch.randn(spec.batch, spec.length, spec.features, generator=generator).to(DTYPES[spec.dtype]),)
 
 
-def as_case(spec: ModelSpec, optimizer: str = "adam") -> Any:
-    """An unregistered :class:`harness.case.Case` for ``spec``, so every format can save it."""
+def as_case(spec: ModelSpec, optimizer: str = "adam", pair: bool = False) -> Any:
+    """An unregistered :class:`harness.case.Case` for ``spec``, so every format can save it.
+
+    ``pair`` makes a two-model case (``first`` and ``second``, the second built under ``seed + 1``)
+    for formats that hold several models.
+    """
     from harness.case import Case
 
-    return Case(name=f"spec-{spec.digest()}", exercises=repr(spec), build=lambda: build(spec),
-                inputs=lambda: example_inputs(spec), optimizer=optimizer, seed=spec.seed, corpus=False)
+    if not pair:
+        return Case(name=f"spec-{spec.digest()}", exercises=repr(spec), build=lambda: build(spec),
+                    inputs=lambda: example_inputs(spec), optimizer=optimizer, seed=spec.seed, corpus=False)
+    specs = {"first": spec, "second": dataclasses.replace(spec, seed=spec.seed + 1)}
+    return Case(name=f"spec-pair-{spec.digest()}", exercises=repr(spec), models=tuple(specs),
+                build=lambda: {name: build(s) for name, s in specs.items()},
+                inputs=lambda: {name: example_inputs(s) for name, s in specs.items()},
+                optimizer=optimizer, seed=spec.seed, corpus=False)
 
 
 def to_code(spec: ModelSpec) -> str:

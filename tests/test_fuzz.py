@@ -10,7 +10,6 @@ nothing else. A failure shrinks to a minimal spec and prints it as code to paste
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,8 +20,8 @@ import torch
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import example, given, note, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
+from harness import case as casemod  # noqa: E402
 from harness import env as envmod  # noqa: E402
 from harness import expectations, strategies  # noqa: E402
 from harness.case import Prepared, forward_outputs, prepare, trainable  # noqa: E402
@@ -36,17 +35,30 @@ from harness.spec import (BatchNorm, Conv, Embedding, Extra, Linear, LSTM, Model
 PROFILE = strategies.profile()
 KNOWN = expectations.load()
 HERE = envmod.brief(envmod.describe("cpu"))
-SINGLE_MODEL_FORMATS = [fmt.name for fmt in FORMATS if fmt.models == "one"]
+FORMAT_NAMES = [fmt.name for fmt in FORMATS]
 
 
-def prepared_for(spec: ModelSpec) -> Prepared:
-    """The spec's case after one optimizer step; with no trainable parameter, untrained and without optimizers."""
-    case = as_case(spec)
-    models = case.fresh_models()
-    if trainable(models["model"]):
+def prepared_for(spec: ModelSpec, pair: bool = False) -> Prepared:
+    """The spec's case (a pair of models for multi-model formats) after one optimizer step; with no
+    trainable parameter, untrained and without optimizers."""
+    case = as_case(spec, pair=pair)
+    models, inputs = case.fresh_models(), case.example_inputs()
+    if all(_trains(model, inputs[name]) for name, model in models.items()):
         return prepare(case, steps=1)
-    inputs = case.example_inputs()
     return Prepared(case, models, {}, {}, inputs, 0, 0.0, torch.get_rng_state(), None)
+
+
+def _trains(model: torch.nn.Module, inputs: tuple) -> bool:
+    """The output depends on a trainable parameter (else there is no gradient to take a step with)."""
+    if not trainable(model):
+        return False
+    with torch.enable_grad():
+        return bool(model.train()(*inputs).requires_grad)
+
+
+def forget(case: Any) -> None:
+    """Drop the case's cached template model (harness.case keeps one per case; fuzzing makes thousands)."""
+    casemod._TEMPLATES.pop((case.name, id(case)), None)
 
 
 def documented_refusal(fmt: Format, mode: str, error: Optional[str]) -> Optional[str]:
@@ -59,7 +71,14 @@ def documented_refusal(fmt: Format, mode: str, error: Optional[str]) -> Optional
 
 def round_trip_problems(fmt: Format, spec: ModelSpec) -> list[str]:
     """Everything that went wrong saving ``spec``'s model with ``fmt`` and loading it back."""
-    prepared = prepared_for(spec)
+    prepared = prepared_for(spec, pair=fmt.models == "many")
+    try:
+        return _round_trip(fmt, prepared)
+    finally:
+        forget(prepared.case)
+
+
+def _round_trip(fmt: Format, prepared: Prepared) -> list[str]:
     if "optimizer" in fmt.holds and not prepared.optimizers:
         return []  # nothing to train: an optimizer-holding format has nothing to hold
     with warnings.catch_warnings():
@@ -97,7 +116,7 @@ def _fidelity(fmt: Format, loaded: Any, expected: dict, expected_outputs: dict, 
         problems.append("non-tensor values differ")
     if sharing_groups(expected["tensors"]) != sharing_groups(actual["tensors"]):
         problems.append(f"sharing {sharing_groups(expected['tensors'])} != {sharing_groups(actual['tensors'])}")
-    outputs = _outputs(fmt, loaded, prepared)  # every single-model format gives a callable model back
+    outputs = _outputs(fmt, loaded, prepared)  # every format gives callable models back
     problems += [f"output {p}" for p in fingerprint_differences(expected_outputs, outputs, ("dtype", "shape", "hash"))]
     return problems
 
@@ -115,6 +134,8 @@ CORNERS = [
     ModelSpec(features=1, layers=(Linear(out_features=1),), batch=0),            # empty batch
     ModelSpec(features=5, layers=(BatchNorm(affine=False),), dtype="bfloat16", container="nested",
               extras=(Extra(name="extra0", shape=(), dtype="uint8"),), batch=0, seed=3),  # no trainable parameter
+    ModelSpec(features=1, layers=(BatchNorm(affine=False, track_running_stats=False),),
+              extras=(Extra(name="extra0", shape=(), kind="parameter"),), batch=0, length=1),  # output needs no parameter
     ModelSpec(features=3, layers=(Embedding(vocab=4, dim=2), Linear(out_features=4, transposed=True)),
               ties=((0, 1),), container="module_dict"),                         # tied embedding and head
     ModelSpec(features=2, layers=(Conv(out_channels=2, dims=2, channels_last=True), LSTM(hidden=2, bidirectional=True),
@@ -131,7 +152,7 @@ def _with_corners(test: Any) -> Any:
     return test
 
 
-@pytest.mark.parametrize("format_name", SINGLE_MODEL_FORMATS)
+@pytest.mark.parametrize("format_name", FORMAT_NAMES)
 @PROFILE
 @_with_corners
 @given(spec=strategies.model_specs())

@@ -24,7 +24,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from harness.corrupt import MUTATORS, Mutation, Mutator, Source
 from harness.corrupt.layout import describe, pickle_globals
@@ -220,6 +220,3 @@ def _tail(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
-
-
-Progress = Callable[[Result], None]
