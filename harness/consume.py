@@ -110,7 +110,7 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
                       loaded=loaded, load_mode=mode, case=case, case_missing=case_missing, producer=producer,
                       consumer=consumer, same_numerics=envmod.same_numerics(producer, consumer),
                       map_location=map_location, workdir=workdir)
-        for check in CHECKS:
+        for check in (c for c in CHECKS if c.concerns(entry)):
             started = time.perf_counter()
             if first_mode and not check.every_load_mode:
                 outcome = Outcome("skip", f"checked under load mode {first_mode}; the tensors check shows this load "

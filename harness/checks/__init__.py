@@ -94,6 +94,14 @@ class Check:
     #: ways gives the same object each time, which the per-mode tensors check proves)
     every_load_mode: bool = False
 
+    def concerns(self, entry: dict[str, Any]) -> bool:
+        """Whether the check has anything to say about this artifact at all; False writes no record.
+
+        Use it for checks tied to particular cases (a partial-load scenario starts from one case), so
+        that every other artifact does not carry a skip record that only says "not this case".
+        """
+        return True
+
     def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
         """None when the check applies to this format and entry, else the skip reason."""
         return None

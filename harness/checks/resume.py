@@ -4,6 +4,7 @@ releases or devices, within the case's ``resume_atol`` of the producer's stored 
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 import torch
@@ -24,7 +25,8 @@ class ResumeCheck(Check):
         return None if "optimizer" in fmt.holds else f"{fmt.name} holds no optimizer state"
 
     def run(self, ctx: Context) -> Outcome:
-        state = ctx.fmt.resumable(ctx.loaded)
+        # a copy: Optimizer.load_state_dict shares the loaded tensors and step() updates them in place
+        state = ctx.fmt.resumable(copy.deepcopy(ctx.loaded))
         models = resume_one_step(ctx, state)
         if ctx.same_numerics:
             actual = fingerprint({name: m.state_dict() for name, m in models.items()})["tensors"]
