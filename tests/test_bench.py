@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from harness.bench import pagecache, results
-from harness.bench.compare import BASELINE, FASTER, FEW_ROUNDS, REGRESSION, SAME, judge, parse_threshold
+from harness.bench.compare import (BASELINE, FASTER, FEW_ROUNDS, REGRESSION, SAME, judge, parse_threshold,
+                                   relative_to_baselines)
 from harness.bench.operations import OPERATIONS, Subject
 from harness.bench.payload import bench_case, build, shape_for
 from harness.bench.sizes import label, parse_sizes
@@ -86,6 +87,22 @@ def row(median: float, spread: float = 0.0, rounds: int = 5, kind: str = "format
 ])
 def test_judge_needs_both_threshold_and_noise(old: dict, new: dict, verdict: str) -> None:
     assert judge(old, new, 0.10).status == verdict
+
+
+def test_relative_mode_discounts_a_machine_that_slowed_down() -> None:
+    """Format and its baseline both 50 % slower: a plain regression, but not relative to the baseline."""
+    def pair(kind: str, operation: str, median: float) -> dict[str, Any]:
+        return {**row(median, 0.05, kind=kind), "format": "baseline" if kind == "baseline" else "f",
+                "operation": operation, "cache": "warm", "baseline": "raw_read"}
+
+    old = [pair("format", "load", 1.0), pair("baseline", "raw_read", 0.2)]
+    slower_machine = [pair("format", "load", 1.5), pair("baseline", "raw_read", 0.3)]
+    slower_format = [pair("format", "load", 1.5), pair("baseline", "raw_read", 0.2)]
+    plain = [judge(o, n, 0.10) for o, n in zip(old, slower_machine)]
+    assert plain[0].status == REGRESSION
+    assert relative_to_baselines(plain, 0.10)[0].status == SAME
+    own = relative_to_baselines([judge(o, n, 0.10) for o, n in zip(old, slower_format)], 0.10)
+    assert own[0].status == REGRESSION
 
 
 @pytest.mark.parametrize("text, value", [("10%", 0.10), ("0.25", 0.25), ("2.5%", 0.025)])

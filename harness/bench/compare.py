@@ -60,17 +60,40 @@ def judge(old: dict[str, Any], new: dict[str, Any], threshold: float) -> Compari
     """Compare one measurement; see the module docstring for when it is a regression."""
     change = new["median"] / old["median"] - 1 if old["median"] else float("inf")
     noise = max(spread(old), spread(new))
+    return Comparison(key(old), old, new, change, noise, _verdict(old, new, change, noise, threshold))
+
+
+def _verdict(old: dict[str, Any], new: dict[str, Any], change: float, noise: float, threshold: float) -> str:
     if old.get("kind") == "baseline":
-        status = BASELINE
-    elif min(old["rounds"], new["rounds"]) < MIN_ROUNDS:
-        status = FEW_ROUNDS
-    elif change > threshold and change > noise:
-        status = REGRESSION
-    elif -change > threshold and -change > noise:
-        status = FASTER
-    else:
-        status = SAME
-    return Comparison(key(old), old, new, change, noise, status)
+        return BASELINE
+    if min(old["rounds"], new["rounds"]) < MIN_ROUNDS:
+        return FEW_ROUNDS
+    if change > threshold and change > noise:
+        return REGRESSION
+    if -change > threshold and -change > noise:
+        return FASTER
+    return SAME
+
+
+def relative_to_baselines(comparisons: list[Comparison], threshold: float) -> list[Comparison]:
+    """Re-judge each format measurement on its time relative to its paired baseline in the same run.
+
+    For runs on a machine whose speed drifts between them: the change is
+    (1 + change) / (1 + baseline change) − 1 and the noise is the sum of both noises. A
+    measurement whose baseline is missing keeps its plain verdict.
+    """
+    by_key = {c.key: c for c in comparisons}
+    judged = []
+    for c in comparisons:
+        base = by_key.get(_baseline_key(c)) if c.status != BASELINE else None
+        if base is None:
+            judged.append(c)
+            continue
+        change = (1 + c.change) / (1 + base.change) - 1
+        noise = c.noise + base.noise
+        judged.append(dataclasses.replace(c, change=change, noise=noise,
+                                          status=_verdict(c.old, c.new, change, noise, threshold)))
+    return judged
 
 
 def compare(old_rows: list[dict[str, Any]], new_rows: list[dict[str, Any]], threshold: float) -> list[Comparison]:
@@ -90,14 +113,14 @@ def regressions(comparisons: list[Comparison]) -> list[Comparison]:
     return [c for c in comparisons if c.status == REGRESSION]
 
 
+def _baseline_key(comparison: Comparison) -> tuple:
+    from harness.bench.results import baseline_cache
+
+    fields, baseline = comparison.fields, comparison.old.get("baseline")
+    return ("baseline", baseline, fields["size_bytes"], baseline_cache(baseline, fields["cache"]))
+
+
 def baseline_change(comparisons: list[Comparison], comparison: Comparison) -> Optional[float]:
     """How much the baseline paired with ``comparison`` changed between the runs (None if not measured)."""
-    from harness.bench.results import _baseline_cache
-
-    fields = comparison.fields
-    wanted = ("baseline", comparison.old.get("baseline"), fields["size_bytes"],
-              _baseline_cache(comparison.old.get("baseline"), fields["cache"]))
-    for other in comparisons:
-        if other.key == wanted:
-            return other.change
-    return None
+    wanted = _baseline_key(comparison)
+    return next((other.change for other in comparisons if other.key == wanted), None)

@@ -37,7 +37,7 @@ def _chart(rows: list[dict[str, Any]], size: str, direction: str, out: Path) -> 
     series = sorted({(r["release"], _variant(r)) for r in bars})
     colours = {release: plt.cm.tab10(i) for i, release in enumerate(releases)}
     hatches = {variant: h for variant, h in zip(sorted({v for _, v in series}), ("", "//", "..", "xx", "\\\\", "++"))}
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(formats) * max(1, len(series)) ** 0.5), 4.5))
+    figure, axes = plt.subplots(figsize=(min(12.0, max(6.0, 1.2 * len(formats) * max(1, len(series)) ** 0.5)), 4.5))
     width = 0.8 / max(1, len(series))
     for index, (release, variant) in enumerate(series):
         values = {r["format"]: r["throughput"] / 1e9 for r in bars if (r["release"], _variant(r)) == (release, variant)}

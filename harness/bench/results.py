@@ -24,7 +24,8 @@ def key(row: dict[str, Any]) -> tuple:
     return tuple(row.get(field) for field in KEY_FIELDS)
 
 
-def _baseline_cache(baseline: str, cache: str) -> str:
+def baseline_cache(baseline: str, cache: str) -> str:
+    """The cache state of the baseline a measurement in ``cache`` is paired with (writes have none)."""
     from harness.bench.operations import NO_CACHE, OPERATIONS
 
     return cache if cache in OPERATIONS[baseline].caches else NO_CACHE
@@ -41,7 +42,7 @@ def annotate(benchmarks: Iterable[dict[str, Any]]) -> None:
         medians[(info["operation"], info["size_bytes"], info["cache"])] = info["throughput"]
     for bench in benchmarks:
         info = bench["extra_info"]
-        baseline = medians.get((info["baseline"], info["size_bytes"], _baseline_cache(info["baseline"], info["cache"])))
+        baseline = medians.get((info["baseline"], info["size_bytes"], baseline_cache(info["baseline"], info["cache"])))
         memcpy = medians.get(("memcpy", info["size_bytes"], "n/a"))
         info["baseline_throughput"] = baseline
         info["fraction_of_baseline"] = _ratio(info["throughput"], baseline)

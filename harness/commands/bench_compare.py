@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", type=Path, help="JSON of the run to judge (another release, or a rerun)")
     parser.add_argument("--threshold", default="10%",
                         help="slowdown of the median that counts, if also beyond the runs' own spread (default: 10%%)")
+    parser.add_argument("--relative", action="store_true",
+                        help="judge each format's time relative to its baseline in the same run (for runs on a "
+                             "machine whose speed drifted between them; the noise is then the sum of both)")
 
 
 def _percent(value: float) -> str:
@@ -45,8 +48,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     threshold = compare.parse_threshold(args.threshold)
     old, new = results.read_json(args.old), results.read_json(args.new)
     comparisons = compare.compare(results.rows(old, str(args.old)), results.rows(new, str(args.new)), threshold)
+    if args.relative:
+        comparisons = compare.relative_to_baselines(comparisons, threshold)
     title = (f"{args.old} (torch {old['machine_info'].get('torch')}) → {args.new} (torch "
-             f"{new['machine_info'].get('torch')}); regression: slower by > {threshold * 100:.0f}% and > noise")
+             f"{new['machine_info'].get('torch')}); regression: slower by > {threshold * 100:.0f}% and > noise"
+             f"{', relative to the baselines' if args.relative else ''}")
     wide_console().print(comparison_table(comparisons, title))
     found = compare.regressions(comparisons)
     for c in found:
