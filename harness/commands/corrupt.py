@@ -42,9 +42,11 @@ def _validate(args: argparse.Namespace) -> int:
     if args.results.is_dir():
         raise HarnessError(f"{args.results} is a folder; --results takes a JSON-lines file path")
     count = runner.PROFILES[args.profile] if args.count is None else args.count
-    for name, value in (("--count", count), ("--workers", args.workers - 1), ("--timeout", args.timeout),
-                        ("--memory-mb", args.memory_mb), ("--max-bytes", args.max_bytes)):
-        if value < 0 or (name != "--count" and name != "--workers" and value == 0):
+    if count < 0:
+        raise HarnessError("--count must be 0 (only the undamaged controls) or more")
+    for name, value in (("--workers", args.workers), ("--timeout", args.timeout), ("--memory-mb", args.memory_mb),
+                        ("--max-bytes", args.max_bytes)):
+        if value <= 0:
             raise HarnessError(f"{name} must be a positive number")
     return count
 
