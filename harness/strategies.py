@@ -99,7 +99,8 @@ def extras(draw: st.DrawFn) -> tuple[Extra, ...]:
         kind = draw(st.sampled_from(("buffer", "parameter", "frozen")))
         dtype = draw(st.sampled_from(EXTRA_BUFFER_DTYPES if kind == "buffer" else EXTRA_PARAMETER_DTYPES))
         shape = tuple(draw(st.lists(st.integers(0, 4), min_size=0, max_size=4)))
-        layouts = ["contiguous"] + (["transposed"] if len(shape) >= 2 else []) + (["channels_last"] if len(shape) == 4 else [])
+        layouts = (["contiguous"] + (["transposed"] if len(shape) >= 2 else [])
+                   + (["channels_last"] if len(shape) == 4 else []))
         out.append(Extra(name=f"extra{index}", shape=shape, dtype=dtype, kind=kind,
                          layout=draw(st.sampled_from(layouts)),
                          persistent=draw(st.booleans()) if kind == "buffer" else True))

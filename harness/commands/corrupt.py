@@ -82,7 +82,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     consumer = envmod.brief(envmod.describe("cpu"))
     results = []
     started = time.perf_counter()
-    columns = (TextColumn("corrupt"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    columns = (TextColumn("corrupt"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
     with tempfile.TemporaryDirectory(prefix="ckpt-corrupt-") as workdir, RecordWriter(args.results) as writer, \
             Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(items))
