@@ -4,10 +4,10 @@ Plan: one unmutated control per source (the *baseline*), then ``count`` damaged 
 round-robin over the (source, mutator) pairs in a seeded order; copy ``i`` is derived with
 ``random.Random(f"{seed}:{i}")``, so a plan is reproducible. Run: copies are written to a private
 temporary folder and loaded side by side by ``workers`` threads, each starting a process forked
-from a fork server that has torch
-imported (``harness.corrupt._worker``): a load costs a fork, not a torch import. Each process has
-an address-space limit; one that outlives ``timeout`` is killed. ``concurrent.futures`` process pools
-are not used for the loads themselves because a child dying by a signal breaks the whole pool.
+from a fork server that has torch imported (``harness.corrupt._worker``): a load costs a fork, not
+a torch import. Each process has an address-space limit; one that outlives ``timeout`` is killed.
+``concurrent.futures`` process pools are not used for the loads themselves because a child dying
+by a signal breaks the whole pool.
 
 Pickled formats are loaded with ``weights_only=True``, allowing only the globals the *original*
 file imports (read from its opcodes): a damaged file never reaches a full unpickle.
