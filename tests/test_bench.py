@@ -7,6 +7,9 @@ sleep in proportion to size) is flagged, and rerunning the identical configurati
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from harness.bench.touch import touch, touched_bytes
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.formats import FORMATS
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     """The CLI in this process (bench itself runs pytest, so it gets a subprocess: see :func:`bench`)."""
@@ -280,6 +283,21 @@ def test_lazy_load_without_touch_leaves_pages_on_disk(tmp_path: Path) -> None:
     assert resident < total // 2, (resident, total)
     touch(loaded)
     assert pagecache.resident_pages(path)[0] >= total - 2
+
+
+# -- nox -------------------------------------------------------------------------------------
+
+def _nox_sessions(*args: str) -> list[dict]:
+    listed = subprocess.run([sys.executable, "-m", "nox", "-l", "--json", *args], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, "CKPT_HARNESS_TORCH": "2.5.1,2.13.0"}, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def test_nox_has_a_cpu_bench_session_per_release_outside_the_default_run() -> None:
+    assert not [s for s in _nox_sessions() if s["name"].startswith("bench")]
+    chosen = _nox_sessions("-s", "bench", "bench_compare")
+    assert {s["session"] for s in chosen} == {"bench(torch='2.5.1')", "bench(torch='2.13.0')", "bench_compare"}
 
 
 # -- payload ----------------------------------------------------------------------------------

@@ -25,6 +25,18 @@ def _baselines_for(direction: str) -> tuple[str, ...]:
     return ("memcpy", "raw_write", "raw_write_fsync") if direction == "save" else ("memcpy", "raw_read")
 
 
+def _draw_baselines(axes: Any, rows: list[dict[str, Any]], direction: str, colours: dict, right: float) -> None:
+    """One labelled horizontal line per baseline and release (warm reads: the cold ones sit far below)."""
+    for row in rows:
+        if row["kind"] != "baseline" or row["operation"] not in _baselines_for(direction) or not row["throughput"]:
+            continue
+        if row["cache"] in ("n/a", "warm"):
+            value, colour = row["throughput"] / 1e9, colours[row["release"]]
+            axes.axhline(value, color=colour, linestyle=BASELINE_STYLES[row["operation"]], linewidth=1)
+            axes.annotate(f"{row['operation']} ({row['release']})", (right, value), fontsize=7, ha="right",
+                          va="bottom", color=colour)
+
+
 def _chart(rows: list[dict[str, Any]], size: str, direction: str, out: Path) -> Path:
     import matplotlib
 
@@ -44,17 +56,11 @@ def _chart(rows: list[dict[str, Any]], size: str, direction: str, out: Path) -> 
         positions = [i + (index - (len(series) - 1) / 2) * width for i in range(len(formats))]
         axes.bar(positions, [values.get(f, 0) for f in formats], width, color=colours[release],
                  hatch=hatches[variant], edgecolor="black", linewidth=0.4, label=f"torch {release}: {variant}")
-    for row in rows:
-        if row["kind"] == "baseline" and row["operation"] in _baselines_for(direction) and row["throughput"] \
-                and row["cache"] in ("n/a", "warm"):
-            axes.axhline(row["throughput"] / 1e9, color=colours[row["release"]], linestyle=BASELINE_STYLES[row["operation"]],
-                         linewidth=1)
-            axes.annotate(f"{row['operation']} ({row['release']})", (len(formats) - 0.5, row["throughput"] / 1e9),
-                          fontsize=7, ha="right", va="bottom", color=colours[row["release"]])
+    _draw_baselines(axes, rows, direction, colours, len(formats) - 0.5)
     axes.set_xticks(range(len(formats)))
     axes.set_xticklabels(formats, rotation=20, ha="right", fontsize=8)
     axes.set_yscale("log")
-    axes.set_ylabel("GB/s (median; loads include reading every byte)")
+    axes.set_ylabel("GB/s (median" + ("; every loaded byte read)" if direction == "load" else ")"))
     axes.set_title(f"{direction} throughput, {size} payload; lines: baselines measured in the same run", fontsize=9)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
