@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cases.transformer import decoder_stack, encoder_stack
 from harness.case import Case
 from harness.partial import Scenario, register
 
@@ -19,9 +20,7 @@ class EncoderOnly(nn.Module):
     def __init__(self, vocab: int = 40, dim: int = 32, heads: int = 4, layers: int = 2) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
-        self.encoder = nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(dim, heads, dim_feedforward=64, dropout=0.1, batch_first=True), layers,
-            enable_nested_tensor=False)
+        self.encoder = encoder_stack(dim, heads, layers)
 
     def forward(self, src: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embed(src))
@@ -33,8 +32,7 @@ class DecoderHalf(nn.Module):
     def __init__(self, vocab: int = 40, dim: int = 32, heads: int = 4, layers: int = 2) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
-        self.decoder = nn.TransformerDecoder(
-            nn.TransformerDecoderLayer(dim, heads, dim_feedforward=64, dropout=0.1, batch_first=True), layers)
+        self.decoder = decoder_stack(dim, heads, layers)
         self.out = nn.Linear(dim, vocab)
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
