@@ -110,13 +110,14 @@ def test_oversized_lengths_are_declared_not_written(tmp_path: Path) -> None:
     (0, False, None, "", "unclassified"),
     (0, False, {"outcome": "clean-exception", "detail": "RuntimeError: x"}, "", "clean-exception"),
     (0, False, {"outcome": "silent-corruption", "detail": "w differs"}, "", "silent-corruption"),
+    (1, False, "not started", "", "unclassified"),  # died in start-up, before loading: no finding
 ])
 def test_classification_from_outside(tmp_path: Path, exitcode, killed, report, tail, outcome) -> None:
     result, output = tmp_path / "result.json", tmp_path / "output.txt"
     output.write_text(tail)
-    if report:
+    if isinstance(report, dict):
         result.write_text(json.dumps(report))
-    assert classify(exitcode, killed, result, output, 1.0)[0] == outcome
+    assert classify(exitcode, killed, result, output, 1.0, started=report != "not started")[0] == outcome
     assert outcome in OUTCOMES
 
 

@@ -22,6 +22,8 @@ from harness.internal.registry import Registry
 
 #: every outcome a load of a damaged copy is classified as
 OUTCOMES = ("intact", "clean-exception", "silent-corruption", "crash", "hang", "memory-blowup", "unclassified")
+#: the file a load process writes in its folder before it loads anything
+STARTED_MARKER = "started"
 #: record status per outcome: a load that raised cleanly or loaded exactly the manifest's tensors passes
 STATUS = {"intact": "pass", "clean-exception": "pass", "silent-corruption": "fail", "crash": "error",
           "hang": "error", "memory-blowup": "error", "unclassified": "error"}

@@ -22,6 +22,7 @@ import torch
 from harness import compat
 from harness.case import CASES
 from harness.checks._compare import fingerprint_differences
+from harness.corrupt import STARTED_MARKER
 from harness.fingerprint import fingerprint
 from harness.formats import FORMATS
 from harness.records import describe_exception
@@ -64,6 +65,7 @@ def run_job(job: dict[str, Any]) -> None:
     """Entry point of the forked process: load ``job["path"]``, write ``job["result"]``."""
     folder = Path(job["folder"])
     os.chdir(folder)
+    (folder / STARTED_MARKER).touch()  # the runner tells a loader's crash from a start-up failure by it
     redirect_output(folder / "output.txt")
     limit_resources(int(job["memory_bytes"]))
     result = load_and_compare(job)

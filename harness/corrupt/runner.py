@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from harness.corrupt import MUTATORS, Mutation, Mutator, Source
+from harness.corrupt import MUTATORS, STARTED_MARKER, Mutation, Mutator, Source
 from harness.corrupt.layout import describe, pickle_globals
 
 #: damaged copies per profile
@@ -125,7 +125,8 @@ class Runner:
         methods = multiprocessing.get_all_start_methods()
         self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if self.context.get_start_method() == "forkserver":
-            self.context.set_forkserver_preload(["harness.corrupt._worker"])
+            # Both preloaded: a child never imports harness code from disk (edits mid-run cannot reach it).
+            self.context.set_forkserver_preload(["harness.corrupt._worker", "harness.corrupt.runner"])
         self._allowed: dict[int, list[str]] = {}
 
     def run(self, items: list[Planned]) -> Iterator[Result]:
@@ -178,7 +179,8 @@ class Runner:
         if killed:
             process.kill()
             process.join()
-        return classify(process.exitcode, killed, folder / "result.json", folder / "output.txt", self.timeout)
+        return classify(process.exitcode, killed, folder / "result.json", folder / "output.txt", self.timeout,
+                        started=(folder / STARTED_MARKER).exists())
 
 
 def _target(job: dict[str, Any]) -> None:
@@ -187,9 +189,16 @@ def _target(job: dict[str, Any]) -> None:
     run_job(job)
 
 
-def classify(exitcode: Optional[int], killed: bool, result: Path, output: Path, timeout: float) -> tuple[str, str]:
-    """The outcome of one load process, from how it ended and what it wrote."""
+def classify(exitcode: Optional[int], killed: bool, result: Path, output: Path, timeout: float,
+             started: bool = True) -> tuple[str, str]:
+    """The outcome of one load process, from how it ended and what it wrote.
+
+    ``started`` says the process reached the load (it writes a marker first): a process that ended
+    before that failed in the harness's own start-up, which is ``unclassified``, never a finding.
+    """
     tail = _tail(output)
+    if not started and not killed:
+        return "unclassified", f"the load process ended (status {exitcode}) before it started loading"
     if killed:
         return "hang", f"no result within {timeout:g} s; killed"
     if exitcode is not None and exitcode < 0:
