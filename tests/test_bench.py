@@ -39,6 +39,11 @@ def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
 # One thread: on a small shared machine a parallel copy waits for a second core that another process holds.
 SMALL = ["--sizes", "4MB", "--format", "state_dict_zip", "--format", "safetensors", "--rounds", "7", "--threads", "1"]
 GATED = ["--operation", "save", "--operation", "load", "--no-rss"]
+# 4 MB saves and loads take milliseconds, where this shared 2-core machine alone moves medians by
+# 20–30 % between two runs (seen: an identical rerun's safetensors save +25 % against ±22 % spread).
+# The planted slowdown adds 0.1 s to a ~3 ms operation (about 30×), so a 50 % gate still has to
+# find it, while an identical rerun must stay inside it.
+GATE = "50%"
 
 
 def bench(out: Path, *extra: str) -> dict[str, Any]:
@@ -62,7 +67,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # -- the gate ---------------------------------------------------------------------------------
 
 def test_planted_slowdown_is_flagged(runs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    status, out, err = cli(capsys, "bench-compare", str(runs["old"]), str(runs["slow"]), "--threshold", "10%")
+    status, out, err = cli(capsys, "bench-compare", str(runs["old"]), str(runs["slow"]), "--threshold", GATE)
     assert status == 1, out + err
     flagged = [line for line in err.splitlines() if line.startswith("regression:")]
     slowed = {line.split()[2] for line in flagged if line.split()[1] == "state_dict_zip"}
@@ -70,7 +75,7 @@ def test_planted_slowdown_is_flagged(runs: dict[str, Path], capsys: pytest.Captu
 
 
 def test_identical_rerun_is_not_flagged(runs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    status, out, err = cli(capsys, "bench-compare", str(runs["old"]), str(runs["rerun"]), "--threshold", "10%")
+    status, out, err = cli(capsys, "bench-compare", str(runs["old"]), str(runs["rerun"]), "--threshold", GATE)
     assert status == 0, out + err
     assert "regression:" not in err and "same" in out
 
