@@ -23,11 +23,12 @@ from typing import Any, Iterator, Optional
 
 import torch
 
+from harness.formats._torch_pickle import LEGACY_OBJECT_PICKLE, legacy_pickle_spans
+
 #: memo-storing opcodes; each names (or, MEMOIZE, implies) the memo slot of the value just pushed
 _MEMO_PUT = {"BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"}
 _MEMO_GET = {"BINGET", "LONG_BINGET", "GET"}
 _STRINGS = {"BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE"}
-LEGACY_OBJECT_PICKLE = 3  # magic number, protocol, sys info, *the object*, storage keys
 
 
 class TagError(Exception):
@@ -180,7 +181,7 @@ def storage_locations(path: Path) -> list[StorageRecord]:
         with zipfile.ZipFile(path) as archive:
             return _records(archive.read(_data_pkl(archive)))
     with open(path, "rb") as stream:
-        spans = _legacy_spans(stream)
+        spans = legacy_pickle_spans(stream, LEGACY_OBJECT_PICKLE + 1)
         start, end = spans[LEGACY_OBJECT_PICKLE]
         stream.seek(start)
         return _records(stream.read(end - start))
@@ -237,19 +238,9 @@ def _padding(offset: int, name: str) -> bytes:
     return struct.pack("<HH", 0x4246, size) + b"Z" * size  # 'FB' padding, torch's own id
 
 
-def _legacy_spans(stream: Any) -> list[tuple[int, int]]:
-    spans = []
-    for _ in range(LEGACY_OBJECT_PICKLE + 1):
-        start = stream.tell()
-        for _ in pickletools.genops(stream):
-            pass
-        spans.append((start, stream.tell()))
-    return spans
-
-
 def _retag_legacy(source: Path, target: Path, location: str) -> None:
     with open(source, "rb") as stream:
-        spans = _legacy_spans(stream)
+        spans = legacy_pickle_spans(stream, LEGACY_OBJECT_PICKLE + 1)
         start, end = spans[LEGACY_OBJECT_PICKLE]
         stream.seek(0)
         head = stream.read(start)

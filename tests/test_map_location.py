@@ -15,6 +15,7 @@ from torch import nn
 from harness import compat, cuda_tags
 from harness import env as envmod
 from harness.checks import map_location as checks
+from harness.formats._torch_pickle import legacy_pickle_spans
 from harness.fingerprint import hash_file
 from tests.conftest import index, records, run_cli
 
@@ -44,7 +45,7 @@ def _pickle_strings(path: Path) -> list[str]:
             data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
     else:
         with open(path, "rb") as stream:
-            spans = cuda_tags._legacy_spans(stream)
+            spans = legacy_pickle_spans(stream, cuda_tags.LEGACY_OBJECT_PICKLE + 1)
             stream.seek(spans[3][0])
             data = stream.read(spans[3][1] - spans[3][0])
     return [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]

@@ -14,6 +14,8 @@ import struct
 import zipfile
 from typing import Optional
 
+from harness.formats._torch_pickle import legacy_pickle_spans
+
 EOCD_SIGNATURE = b"PK\x05\x06"
 ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
 LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
@@ -105,13 +107,8 @@ def _safetensors_layout(data: bytes) -> Optional[Layout]:
 def _legacy_layout(data: bytes) -> Optional[Layout]:
     """torch's legacy stream: five pickles (magic, protocol, sys info, object, storage keys), then storages."""
     stream = io.BytesIO(data)
-    pickles = []
     try:
-        for _ in range(5):
-            start = stream.tell()
-            for _ in pickletools.genops(stream):
-                pass
-            pickles.append((start, stream.tell()))
+        pickles = legacy_pickle_spans(stream)
     except Exception:
         return None
     end = pickles[-1][1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import pickletools
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -36,6 +36,23 @@ class _StringsOnly(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a storage-key list")
 
 
+#: a legacy stream's pickles, in order: magic number, protocol, sys info, the object, storage keys
+LEGACY_PICKLES = 5
+LEGACY_OBJECT_PICKLE = 3
+
+
+def legacy_pickle_spans(stream: BinaryIO, count: int = LEGACY_PICKLES) -> list[tuple[int, int]]:
+    """``(start, end)`` offsets of the first ``count`` pickles of a legacy stream, from its current
+    position, walked opcode by opcode so that no code in them runs; the stream is left after the last."""
+    spans = []
+    for _ in range(count):
+        start = stream.tell()
+        for _ in pickletools.genops(stream):
+            pass
+        spans.append((start, stream.tell()))
+    return spans
+
+
 def legacy_tensor_bytes(path: Path) -> int:
     """Bytes of storage data in a legacy (non-zip) ``torch.save`` stream, read without unpickling it.
 
@@ -44,8 +61,6 @@ def legacy_tensor_bytes(path: Path) -> int:
     skipped opcode by opcode, so no code in them runs.
     """
     with open(path, "rb") as stream:
-        for _ in range(4):
-            for _ in pickletools.genops(stream):
-                pass
+        legacy_pickle_spans(stream, LEGACY_OBJECT_PICKLE + 1)
         keys = _StringsOnly(stream).load()
         return path.stat().st_size - stream.tell() - 8 * len(keys)
