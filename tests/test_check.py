@@ -172,7 +172,10 @@ def test_torch_release_verdicts_and_fixes(files: dict[str, Path]) -> None:
     assert verdicts["notes.txt"]["status"] == "fail"
     whole = verdicts["whole.pt"]
     assert whole["status"] == "fail" and "Weights only load failed" in whole["loads"]["default"]["message"]
-    assert any("add_safe_globals" in f and "usermodels.Net" in f for f in whole["fixes"])
+    # usermodels.Net and torch.nn classes are not plain data: no allowlist is printed, and the verdict says why
+    assert not any("safe_globals(" in f for f in whole["fixes"]), whole["fixes"]
+    assert any("is not on the harness's list" in f for f in whole["fixes"]), whole["fixes"]
+    assert whole["headline"].startswith("not tried"), whole["headline"]
     assert verdicts["evil.pt"]["status"] == "fail"
     assert not files["marker"].exists(), "without --allow-unsafe no file's code may run"
 

@@ -32,6 +32,11 @@ class Verdict:
     fixes: list[str] = dataclasses.field(default_factory=list)
     map_location: Optional[str] = None
     needs_globals: Optional[list[str]] = None
+    #: loads | loads after a fix (verified) | loads only with weights_only=False (trusted files only) |
+    #: does not load | not tried (why)
+    headline: str = ""
+    #: the allowlist search run in this release (harness.checkfile.safeglobals.verify), where weights_only refused
+    verified_fix: Optional[dict[str, Any]] = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,9 +66,30 @@ def judge(inspection: Inspection, release: str, result: dict[str, Any]) -> Verdi
     decisive = primary(loads)
     ok = inspection.loadable and decisive is not None and decisive["status"] == "pass"
     verdict = Verdict(release, "ok" if ok else "fail", result.get("torch", "?"), loads,
-                      map_location=result.get("map_location"), needs_globals=result.get("needs_globals"))
+                      map_location=result.get("map_location"), needs_globals=result.get("needs_globals"),
+                      verified_fix=result.get("verified_fix"))
+    verdict.headline = headline(inspection, result, ok)
     verdict.fixes = [fix for fix in (r(inspection, result) for r in RULES) if fix]
     return verdict
+
+
+LOADS, FIXED, UNSAFE_ONLY, FAILS = ("loads", "loads after a fix (verified)",
+                                    "loads only with weights_only=False (trusted files only)", "does not load")
+
+
+def headline(inspection: Inspection, result: dict[str, Any], ok: bool) -> str:
+    """The one-line answer for a file in a release; "not tried (why)" when the loads that could work were skipped."""
+    loads = result["loads"]
+    if ok:
+        return LOADS
+    if (result.get("verified_fix") or {}).get("status") == "loads":
+        return FIXED
+    if loads.get("unsafe", {}).get("status") == "pass":
+        return UNSAFE_ONLY
+    skipped = [m for m in ("default", "unsafe") if loads.get(m, {}).get("status") == "skip"]
+    if inspection.loadable and skipped and not any(r["status"] == "pass" for r in loads.values()):
+        return f"not tried ({loads[skipped[-1]]['message']})"
+    return FAILS
 
 
 def _messages(result: dict[str, Any]) -> str:
@@ -106,13 +132,27 @@ def map_location(inspection: Inspection, result: dict[str, Any]) -> Optional[str
 
 @rule
 def safe_globals(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
-    refused = _failed(result, "default", "weights_only") and "eights only load failed" in _messages(result)
-    names = result.get("needs_globals") or inspection.unsafe_globals
-    if not refused or not names:
+    """The allowlist the worker found and ran in this release; nothing when no allowlist made the file load."""
+    found = result.get("verified_fix") or {}
+    if found.get("status") != "loads":
         return None
-    trusted = " or, only for a file you trust, torch.load(..., weights_only=False)"
-    return (f"add these safe globals before torch.load: torch.serialization.add_safe_globals([{', '.join(names)}])"
-            f"{trusted}")
+    return (f"allowlist {len(found['names'])} plain-data globals (verified: this code loaded the file in torch "
+            f"{result.get('torch', '?')}):\n" + found["code"])
+
+
+@rule
+def not_allowlistable(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    """weights_only cannot load the file with any allowlist the harness vouches for: say what remains."""
+    found = result.get("verified_fix") or {}
+    if found.get("status") in (None, "loads"):
+        return None
+    unsafe = result["loads"].get("unsafe", {}).get("status")
+    trusted = ("torch.load(..., weights_only=False) loaded it here (verified) — only for a file you trust"
+               if unsafe == "pass" else "weights_only=False was not tried" if unsafe == "skip" else
+               "weights_only=False failed too")
+    what = (f"{found['remaining']} is not on the harness's list of plain-data globals it will allowlist"
+            if found.get("remaining") else found.get("why") or f"the search stopped at: {found.get('error')}")
+    return f"no safe-globals fix: {what}; {trusted}"
 
 
 @rule
@@ -149,6 +189,8 @@ def unsafe_not_tried(inspection: Inspection, result: dict[str, Any]) -> Optional
     loads = result["loads"]
     decisive = primary(loads)
     skipped_unsafe = loads.get("unsafe", {}).get("status") == "skip"
+    if (result.get("verified_fix") or {}).get("status") == "loads":
+        return None  # the verified allowlist is the fix; no reason to run the file's code
     if decisive and decisive["status"] == "fail" and skipped_unsafe and inspection.loadable:
         return "it may load with weights_only=False, which runs the file's code: rerun with --allow-unsafe if you trust it"
     return None

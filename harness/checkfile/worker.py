@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 COMPAT = Path(__file__).resolve().parents[1] / "compat.py"
+SAFEGLOBALS = Path(__file__).resolve().parent / "safeglobals.py"
 UNSAFE_SKIP = ("weights_only=False executes code named in the file's pickle: pass --allow-unsafe to try it, "
                "only for a file you trust")
 
 
-def load_compat() -> Any:
-    """``harness/compat.py`` by path (this interpreter may not have the harness installed)."""
-    spec = importlib.util.spec_from_file_location("_harness_compat", COMPAT)
+def load_compat(path: Path = COMPAT, name: str = "_harness_compat") -> Any:
+    """``harness/compat.py`` (or another stdlib+torch module) by path: the harness may not be installed here."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -42,8 +43,15 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def describe(exc: BaseException) -> str:
     """``Type: first line of the message``, without terminal colour codes."""
-    lines = ANSI.sub("", str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+    text = ANSI.sub("", str(exc)).strip()
+    lines = text.splitlines()
+    detail = INFORMATIVE.search(text)  # torch's own line naming what was refused, after its generic sentence
+    tail = f" [{detail.group(1).strip()[:300]}]" if detail and detail.group(1).strip() not in lines[:1] else ""
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}{tail}"[:700]
+
+
+INFORMATIVE = re.compile(r"(Unsupported global: GLOBAL \S+|Can only build[^\n]*|Unsupported operand[^\n]*|"
+                         r"Trying to [^\n]*)")
 
 
 def import_user_modules(names: list[str], main_globals: list[str]) -> list[str]:
@@ -124,7 +132,18 @@ def check_file(item: dict[str, Any], compat: Any, allow_unsafe: bool) -> dict[st
     needs = None
     if item["container"] == "zip" and any(r["status"] == "fail" for r in loads.values()):
         needs = compat.unsafe_globals(item["path"])
-    return {"path": item["path"], "map_location": map_location, "loads": loads, "needs_globals": needs}
+    return {"path": item["path"], "map_location": map_location, "loads": loads, "needs_globals": needs,
+            "verified_fix": verified_fix(item, loads, needs, map_location)}
+
+
+def verified_fix(item: dict[str, Any], loads: dict[str, Any], needs: Optional[list[str]],
+                 map_location: Optional[str]) -> Optional[dict[str, Any]]:
+    """Where weights_only refused a pickle: the allowlist that makes it load here, searched and run (or why not)."""
+    refused = [r for m, r in loads.items() if m in ("default", "weights_only") and r["status"] == "fail"
+               and "eights only load failed" in r["message"]]
+    if item.get("broken") or item["container"] not in ("zip", "legacy") or not refused:
+        return None
+    return load_compat(SAFEGLOBALS, "_harness_safeglobals").verify(item["path"], map_location, needs)
 
 
 def environment(compat: Any) -> dict[str, Any]:

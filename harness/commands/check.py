@@ -119,7 +119,9 @@ def _print(reports: list[dict[str, Any]], out: Console) -> None:
             if r["unsafe_globals"]:
                 out.print(f"  weights_only would refuse: {escape(', '.join(r['unsafe_globals']))}")
         for release, verdict in r["verdicts"].items():
-            mark = "[green]loads[/]" if verdict["status"] == "ok" else "[red]does not load[/]"
+            colour = "green" if verdict["status"] == "ok" else "yellow" if verdict.get("headline", "").startswith(
+                ("loads after", "not tried")) else "red"
+            mark = f"[{colour}]{escape(verdict.get('headline') or verdict['status'])}[/]"
             out.print(f"  torch {release} ({verdict['torch']}): {mark}")
             for mode, load in verdict["loads"].items():
                 colour = {"pass": "green", "fail": "red", "skip": "yellow"}[load["status"]]
