@@ -29,12 +29,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         load_plugins(getattr(args, "plugins", []))
         return COMMANDS.get(args.command).run(args, console)
-    except HarnessError as exc:
-        console.print(f"ckpt-harness: error: {exc}", highlight=False, soft_wrap=True)
-        return EXIT_BAD_INPUT
-    except ValueError as exc:  # unknown case/format names and other argument problems
-        console.print(f"ckpt-harness: error: {exc}", highlight=False, soft_wrap=True)
-        return EXIT_BAD_INPUT
+    except (HarnessError, ValueError) as exc:  # ValueError: unknown case/format names and other argument problems
+        return _bad_input(console, exc)
+    except OSError as exc:  # a file system refusal the commands did not foresee: still one line, no traceback
+        return _bad_input(console, exc)
+
+
+def _bad_input(console: Console, exc: BaseException) -> int:
+    """One line on stderr; the message may quote file contents, so markup and control characters are escaped."""
+    from harness.escaping import terminal
+
+    message = " ".join(str(exc).split("\n"))
+    console.print(f"ckpt-harness: error: {terminal(message)}", highlight=False, soft_wrap=True)
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

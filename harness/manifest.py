@@ -17,11 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.contracts import MANIFEST_SCHEMA, Manifest, parse_manifest
 from harness.errors import HarnessError
 from harness.fingerprint import hash_file
+from harness.outputs import check_readable_file
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA = 1
+SCHEMA = MANIFEST_SCHEMA
 
 
 def write_atomic(path: Path, document: dict[str, Any]) -> None:
@@ -39,38 +41,62 @@ def write_atomic(path: Path, document: dict[str, Any]) -> None:
         raise
 
 
+#: how deep under a folder passed to consume manifests are looked for (``corpus/<release>/<env-id>/``)
+MAX_DEPTH = 2
+#: a manifest larger than this is refused before it is read
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+
+
 def find_manifests(roots: list[Path]) -> list[Path]:
-    """Every manifest under the given folders (a folder may itself be one environment's)."""
+    """Every manifest under the given folders: the folder's own, else those up to :data:`MAX_DEPTH`
+    levels below it (a folder that holds a manifest is not searched further; hidden folders, which
+    are produce's staging and replaced copies, never)."""
     found: list[Path] = []
     for root in roots:
         if not root.exists():
             raise HarnessError(f"{root}: no such folder; pass the folder that `ckpt-harness produce --out` wrote")
         if not root.is_dir():
             raise HarnessError(f"{root}: not a folder; pass the folder that `ckpt-harness produce --out` wrote")
-        direct = root / MANIFEST_NAME
-        # Hidden folders are produce's staging and replaced copies: never consumed.
-        manifests = [direct] if direct.is_file() else sorted(
-            path for path in root.glob(f"*/{MANIFEST_NAME}") if not path.parent.name.startswith("."))
+        manifests = _manifests_below(root, MAX_DEPTH)
         if not manifests:
-            raise HarnessError(f"{root}: no {MANIFEST_NAME} found in it or its subfolders; run `ckpt-harness produce "
-                               f"--out {root}` first")
+            raise HarnessError(f"{root}: no {MANIFEST_NAME} found in it or its subfolders (up to {MAX_DEPTH} levels); "
+                               f"run `ckpt-harness produce --out {root}` first")
         found.extend(manifests)
     return found
 
 
-def read(path: Path) -> dict[str, Any]:
-    """Parse and validate one manifest; any problem is a one-line HarnessError naming the file."""
+def _manifests_below(folder: Path, depth: int) -> list[Path]:
+    direct = folder / MANIFEST_NAME
+    if direct.is_file():
+        return [direct]
+    if depth == 0:
+        return []
     try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"{path}: manifest does not parse ({exc}); re-run produce for that environment") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise HarnessError(f"{path}: not a checkpoint-harness manifest of schema {SCHEMA}; re-run produce")
-    for key in ("env", "env_id", "entries", "cases"):
-        if key not in document:
-            raise HarnessError(f"{path}: manifest lacks {key!r}; re-run produce for that environment")
+        children = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
+    except OSError as exc:
+        raise HarnessError(f"{folder}: cannot list it ({exc.strerror or exc})") from None
+    return [path for child in children for path in _manifests_below(child, depth - 1)]
+
+
+def read(path: Path) -> dict[str, Any]:
+    """Parse and validate one manifest (:class:`harness.contracts.Manifest`); any problem is a
+    one-line HarnessError naming the file and the field. Returns the validated document as a dict."""
+    document = read_model(path).model_dump(by_alias=True, exclude_unset=True)
     document["_root"] = str(path.parent)
     return document
+
+
+def read_model(path: Path) -> Manifest:
+    """The typed manifest at ``path``."""
+    check_readable_file(path, "manifest", "re-run produce for that environment")
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise HarnessError(f"{path}: {size} bytes, larger than any manifest produce writes; re-run produce")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"{path}: manifest cannot be read ({exc.strerror or exc}); re-run produce") from None
+    return parse_manifest(raw, path)
 
 
 def entries(document: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -2,14 +2,15 @@
 
 Work happens in a hidden staging folder next to the target; the manifest is written last
 (atomically) and the folder is renamed into place, so a consumer never sees a half-written
-environment. An existing environment folder is replaced only when asked.
+environment. How staging folders are placed, merged, swapped and cleaned is
+:mod:`harness.placement`: concurrent runs with different cases both land, an existing
+environment folder is replaced only when asked and only when the harness made it.
 """
 
 from __future__ import annotations
 
 import datetime
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 
 from harness import env as envmod
+from harness import placement
 from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
 from harness.errors import HarnessError
 from harness.fingerprint import (collect_metadata, describe_tensor, fingerprint, hash_file, module_modes,
@@ -38,16 +40,20 @@ def select(registry: Any, names: Optional[Iterable[str]]) -> list[Any]:
 
 def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[Iterable[str]] = None,
             device: str = "cpu", replace: bool = False, progress: Optional[Progress] = None) -> Path:
-    """Write ``out/<env-id>/`` for the running interpreter and return that folder."""
+    """Write ``out/<env-id>/`` for the running interpreter and return that folder.
+
+    Without ``replace`` the cases are added to an existing environment folder that lacks them
+    (so concurrent runs with different ``--case`` both land); a case it already holds is refused.
+    With ``replace`` the folder is swapped whole, and only when the harness made it.
+    """
     chosen_cases, chosen_formats = select(CASES, cases), select(FORMATS, formats)
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise HarnessError(f"device {device!r} is not available here; use --device cpu")
     env = envmod.describe(device)
     target = Path(out) / envmod.env_id(env)
-    if target.exists() and not replace:
-        raise HarnessError(f"{target} already exists; pass --replace to overwrite it or choose another --out")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    names = [case.name for case in chosen_cases]
+    _check_target(target, names, replace)  # early, so a refused run builds nothing
+    staging = placement.new_staging(target)
     try:
         manifest = _new_manifest(env, target.name)
         for case in chosen_cases:
@@ -55,26 +61,31 @@ def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[
                 progress(case.name)
             _produce_case(case, chosen_formats, staging, manifest, device)
         write_atomic(staging / MANIFEST_NAME, manifest)
-        _swap_into_place(staging, target)
+        with placement.env_lock(target):  # again under the lock: another run may have landed meanwhile
+            _check_target(target, names, replace)
+            if target.exists() and not replace:
+                placement.merge_into(staging, target, names, write_atomic)
+            else:
+                placement.swap_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
+def _check_target(target: Path, cases: list[str], replace: bool) -> None:
+    """Refuse a target that is not ours to write, or (without ``replace``) one holding these cases already."""
+    placement.check_ours(target, must_exist=False)
+    if target.exists() and not replace:
+        held = placement.cases_held(target)
+        overlap = [name for name in cases if name in held]
+        if overlap:
+            raise HarnessError(f"{target} already holds case(s) {', '.join(overlap)}; pass --replace to overwrite "
+                               "it or choose another --out")
+
+
 def _new_manifest(env: dict[str, Any], eid: str) -> dict[str, Any]:
     return {"schema": SCHEMA, "env": env, "env_id": eid, "cases": {}, "entries": [],
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(target)
 
 
 def _produce_case(case: Case, formats: list[Format], root: Path, manifest: dict, device: str) -> None:

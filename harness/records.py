@@ -1,4 +1,10 @@
-"""Result records: one JSON line per (artifact, check, load mode). Reports read only these."""
+"""Result records: one JSON line per (artifact, check, load mode). Reports read only these.
+
+A :class:`Record` is a pydantic dataclass: it is validated when made and when read back
+(:func:`read_records`), and its JSON schema is published with the manifest's
+(:mod:`harness.contracts`). Results files are written by :class:`RecordWriter`: under a lock,
+into a temporary file beside the target that replaces it only when the run completes.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,30 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import IO, Any, Iterable, Optional
+from typing import Any, Iterable, Literal, Optional
+
+import pydantic
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from harness.contracts import EnvBrief, describe_error
+from harness.errors import HarnessError
+from harness.outputs import OutputFile
 
 STATUSES = ("pass", "fail", "error", "skip")
+Status = Literal["pass", "fail", "error", "skip"]
 
 
-@dataclasses.dataclass
+@pydantic.dataclasses.dataclass(config=ConfigDict(extra="ignore"))
 class Record:
     """The outcome of one check of one artifact under one load mode."""
 
-    producer: dict[str, Any]
-    consumer: dict[str, Any]
+    producer: EnvBrief
+    consumer: EnvBrief
     case: str
     format: str
     check: str
     load_mode: str
-    status: str
+    status: Status
     detail: str
     duration_s: float
     artifact: str = ""
@@ -32,9 +46,10 @@ class Record:
     problem: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
         self.detail = one_line(self.detail)
+
+
+RECORD_ADAPTER: TypeAdapter[Record] = TypeAdapter(Record)
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -53,37 +68,68 @@ def describe_exception(exc: BaseException) -> str:
 
 
 class RecordWriter:
-    """Writes records to a JSON-lines file (replacing it), flushing each line."""
+    """Writes records to a JSON-lines file, flushing each line.
+
+    The file is written as a whole or not at all: lines go to a hidden temporary file beside
+    ``path`` that replaces it when the writer is closed after a run that did not raise (see
+    :class:`harness.outputs.OutputFile`); a second writer of the same path while this one is
+    open is refused with one line. ``path=None`` keeps the records in memory only.
+    """
 
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
-        self._stream: Optional[IO[str]] = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream = open(path, "w")
+        self._output = OutputFile(path) if path is not None else None
         self.records: list[Record] = []
 
     def write(self, record: Record) -> None:
         self.records.append(record)
-        if self._stream:
-            self._stream.write(json.dumps(dataclasses.asdict(record), sort_keys=True) + "\n")
-            self._stream.flush()
+        if self._output:
+            self._output.write(json.dumps(dataclasses.asdict(record), sort_keys=True) + "\n")
 
-    def close(self) -> None:
-        if self._stream:
-            self._stream.close()
+    def close(self, completed: bool = True) -> None:
+        """Put the file in place (``completed``) or drop what was written."""
+        if self._output:
+            self._output.close(completed)
 
     def __enter__(self) -> "RecordWriter":
+        if self._output:
+            self._output.open()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        self.close(completed=kind is None)
 
 
 def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """All records from JSON-lines files."""
+    """All records from JSON-lines files, validated; any problem is one line naming the file, line and field."""
     out: list[dict[str, Any]] = []
     for path in paths:
-        with open(path) as stream:
-            out.extend(json.loads(line) for line in stream if line.strip())
+        out.extend(dataclasses.asdict(record) for record in iter_records(Path(path)))
     return out
+
+
+def iter_records(path: Path) -> Iterable[Record]:
+    """The validated records of one results file, in order."""
+    for number, line, last in _lines(path):
+        try:
+            yield RECORD_ADAPTER.validate_json(line)
+        except ValidationError as exc:
+            if last and not line.endswith(b"\n") and exc.errors()[0]["type"] == "json_invalid":
+                raise HarnessError(f"{path}:{number}: the last line is cut off (a run that was interrupted?); "
+                                   "delete that line or re-run consume") from None
+            raise HarnessError(f"{path}:{number}: not a valid result record: {describe_error(exc)}") from None
+
+
+def _lines(path: Path) -> Iterable[tuple[int, bytes, bool]]:
+    """``(line number, line, is it the last)`` for each non-blank line of a results file."""
+    from harness.outputs import check_readable_file
+
+    check_readable_file(path, "results file", "run `ckpt-harness consume` first")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    lines = data.splitlines(keepends=True)
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield number, line, number == len(lines)

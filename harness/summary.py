@@ -8,6 +8,8 @@ from typing import Any, Iterable, Optional
 from rich.console import Console
 from rich.table import Table
 
+from harness.escaping import terminal as _t
+
 #: what a record counts as in summaries: its status, or xfail / xpass when an expectation matched
 OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass")
 STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow", "xfail": "cyan",
@@ -53,14 +55,15 @@ def print_summary(records: Iterable[dict[str, Any]], console: Console) -> None:
     totals: collections.Counter = collections.Counter()
     for fmt, counts in sorted(by_format.items()):
         totals.update(counts)
-        table.add_row(fmt, *(str(counts.get(o, 0)) for o in OUTCOMES))
+        table.add_row(_t(fmt), *(str(counts.get(o, 0)) for o in OUTCOMES))
     table.add_row("[b]total[/b]", *(f"[b]{totals.get(o, 0)}[/b]" for o in OUTCOMES))
     console.print(table)
     problems = [r for r in records if r.get("problem")]
     for record in problems[:50]:
-        console.print(f"[{STYLE[outcome(record)]}]{record['problem'].upper()}[/] {record['case']}/{record['format']} "
-                      f"{record['check']} [{record['load_mode']}] {_env(record['producer'])} → "
-                      f"{_env(record['consumer'])}: {record['detail']}", highlight=False, soft_wrap=True)
+        console.print(f"[{STYLE[outcome(record)]}]{_t(record['problem'].upper())}[/] "
+                      f"{_t(record['case'])}/{_t(record['format'])} {_t(record['check'])} "
+                      f"{_t('[' + record['load_mode'] + ']')} {_t(_env(record['producer']))} → "
+                      f"{_t(_env(record['consumer']))}: {_t(record['detail'])}", highlight=False, soft_wrap=True)
     if len(problems) > 50:
         console.print(f"... and {len(problems) - 50} more")
 
@@ -71,13 +74,13 @@ def print_grid(records: list[dict[str, Any]], console: Console) -> None:
     consumers = sorted({_env(r["consumer"]) for r in records})
     cells = grid_counts(records)
     for fmt in sorted({r["format"] for r in records}):
-        table = Table(title=f"{fmt}: producer ↓ × consumer →   pass/fail/error/skip (+expected failures)",
+        table = Table(title=f"{_t(fmt)}: producer ↓ × consumer →   pass/fail/error/skip (+expected failures)",
                       title_justify="left")
         table.add_column("producer")
         for consumer in consumers:
-            table.add_column(consumer, justify="center")
+            table.add_column(_t(consumer), justify="center")
         for producer in producers:
-            table.add_row(producer, *(_cell(cells.get((fmt, producer, c))) for c in consumers))
+            table.add_row(_t(producer), *(_cell(cells.get((fmt, producer, c))) for c in consumers))
         console.print(table)
 
 
@@ -127,9 +130,10 @@ def print_weights_only(records: list[dict[str, Any]], console: Console) -> None:
                   title_justify="left")
     table.add_column("format")
     for consumer in panel["consumers"]:
-        table.add_column(f"{consumer}\ndefault weights_only={panel['defaults'][consumer]}", justify="center")
+        table.add_column(f"{_t(consumer)}\ndefault weights_only={panel['defaults'][consumer]}", justify="center")
     for fmt, cells in panel["rows"].items():
-        table.add_row(fmt, *(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts) for parts in cells))
+        table.add_row(_t(fmt), *(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts) for parts in cells))
     console.print(table)
     for fmt, names in panel["needs"].items():
-        console.print(f"[b]{fmt}[/b] needs safe globals: {', '.join(sorted(names))}", highlight=False, soft_wrap=True)
+        console.print(f"[b]{_t(fmt)}[/b] needs safe globals: {_t(', '.join(sorted(names)))}", highlight=False,
+                      soft_wrap=True)

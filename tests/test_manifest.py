@@ -17,7 +17,8 @@ from harness.manifest import MANIFEST_NAME, SCHEMA, find_manifests, read, verify
 
 
 def _valid_document() -> dict:
-    return {"schema": SCHEMA, "env": {"torch": "x"}, "env_id": "env-a", "entries": [], "cases": {}}
+    return {"schema": SCHEMA, "env": {"torch": "x", "python": "3.11", "device": "cpu"}, "env_id": "env-a",
+            "entries": [], "cases": {}}
 
 
 def _assert_one_line_naming(exc_info, path: pathlib.Path) -> None:
@@ -100,7 +101,7 @@ def test_read_rejects_bad_manifest(tmp_path, text):
 def test_read_missing_key_is_named(tmp_path, key):
     path = tmp_path / MANIFEST_NAME
     path.write_text(json.dumps({k: v for k, v in _valid_document().items() if k != key}))
-    with pytest.raises(HarnessError, match=repr(key)):
+    with pytest.raises(HarnessError, match=f"field {key}: Field required"):
         read(path)
 
 
@@ -138,13 +139,30 @@ def test_find_manifests_file_instead_of_folder(tmp_path):
 
 
 def test_find_manifests_folder_without_manifests(tmp_path):
-    (tmp_path / "env-a" / "case").mkdir(parents=True)
+    (tmp_path / "env-a" / "case" / "deeper").mkdir(parents=True)
     (tmp_path / "env-a" / "case" / "state_dict.pt").write_bytes(b"x")
-    # a manifest two levels down does not count: only <root>/manifest.json or <root>/*/manifest.json
-    (tmp_path / "env-a" / "case" / MANIFEST_NAME).write_text("{}")
+    # a manifest three levels down does not count: only <root>/, <root>/*/ and <root>/*/*/manifest.json
+    (tmp_path / "env-a" / "case" / "deeper" / MANIFEST_NAME).write_text("{}")
     with pytest.raises(HarnessError) as exc_info:
         find_manifests([tmp_path])
     _assert_one_line_naming(exc_info, tmp_path)
+
+
+def test_find_manifests_two_levels_deep_like_the_corpus(tmp_path):
+    """``cases/corpus/<release>/<env-id>/manifest.json``: consume cases/corpus finds every release's."""
+    for release in ("2.6.0", "1.13.1"):
+        write_atomic(tmp_path / release / f"env-{release}" / MANIFEST_NAME, _valid_document())
+    write_atomic(tmp_path / ".hidden" / "env-x" / MANIFEST_NAME, _valid_document())
+    assert find_manifests([tmp_path]) == [tmp_path / "1.13.1" / "env-1.13.1" / MANIFEST_NAME,
+                                          tmp_path / "2.6.0" / "env-2.6.0" / MANIFEST_NAME]
+
+
+def test_find_manifests_finds_the_committed_corpus():
+    corpus = pathlib.Path(__file__).resolve().parents[1] / "cases" / "corpus"
+    found = find_manifests([corpus])
+    assert len(found) == len([p for p in corpus.iterdir() if p.is_dir()]) >= 3
+    for path in found:  # every committed manifest validates against the typed contract
+        assert read(path)["_root"] == str(path.parent)
 
 
 def test_find_manifests_direct_and_subfolders(tmp_path):

@@ -37,7 +37,9 @@ def selection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def progress(console: Console, verb: str) -> Callable[[str], None]:
-    return lambda label: console.print(f"[dim]{verb} {label}[/dim]", highlight=False)
+    from harness.escaping import terminal
+
+    return lambda label: console.print(f"[dim]{verb} {terminal(label)}[/dim]", highlight=False)
 
 
 def report(records: list, console: Console) -> int:

@@ -21,9 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.consume import consume
     from harness.devices import validate
+    from harness.outputs import check_output_file
     from harness.records import RecordWriter
 
     args.device = validate(args.device)
+    # Refused before anything is read or written; the file itself is replaced only when the run completes.
+    check_output_file(args.results, "--results", inputs=args.artifacts)
     with RecordWriter(args.results) as writer:
         records = consume(args.artifacts, writer, args.device, _options.progress(console, "consuming"),
                           _options.expectations(args))

@@ -22,6 +22,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from harness.devices import validate
     from harness.produce import produce
 
+    from harness.outputs import check_output_folder
+
+    check_output_folder(args.out)
     cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
     args.device = validate(args.device)
     target = produce(args.out, cases, args.formats, args.device, args.replace, _options.progress(console, "producing"))

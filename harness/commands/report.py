@@ -25,8 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness import report
+    from harness.outputs import check_output_folder
     from harness.report import model
 
+    check_output_folder(args.out)
     records = model.read(args.results)
     model.rejudge(records, _options.expectations(args))
     view = model.build(records, [p.name for p in args.results])

@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.commands import _options, register
-from harness.errors import HarnessError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +20,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from harness.records import read_records
     from harness.summary import print_grid, print_summary, print_weights_only
 
-    missing = [str(p) for p in args.results if not p.is_file()]
-    if missing:
-        raise HarnessError(f"no such results file: {', '.join(missing)}; run `ckpt-harness consume` first")
     records = read_records(args.results)
     known = _options.expectations(args)
     for record in records:  # judged again: the expectations may have changed since the run

@@ -16,7 +16,6 @@ from typing import Any, Optional
 
 from packaging.version import InvalidVersion, Version
 
-from harness.errors import HarnessError
 from harness.expectations import Expectation, judge
 from harness.summary import env_label, grid_counts, outcome, weights_only_panel
 
@@ -100,20 +99,13 @@ class View:
 
 
 def read(paths: list[Path]) -> list[dict[str, Any]]:
-    """Records from JSON-lines files, each tagged with the file it came from; bad input is one line."""
+    """Validated records from JSON-lines files, each tagged with the file it came from; bad input is one line."""
+    from harness.records import iter_records
+
     records = []
     for path in paths:
-        if not Path(path).is_file():
-            raise HarnessError(f"no such results file: {path}; run `ckpt-harness consume` first")
-        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise HarnessError(f"{path}:{number} is not a JSON record (a results file from `consume`?)") from None
-            record["_source"] = Path(path).name
-            records.append(record)
+        for record in iter_records(Path(path)):
+            records.append({**dataclasses.asdict(record), "_source": Path(path).name})
     return records
 
 

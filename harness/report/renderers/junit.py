@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from harness.escaping import strip_controls as _text
 from harness.report import register
 from harness.report.model import View
 
@@ -18,17 +19,17 @@ def render(view: View) -> str:
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for suite_records in _by_format(view):
         fmt, records = suite_records
-        suite = ET.SubElement(root, "testsuite", name=fmt)
+        suite = ET.SubElement(root, "testsuite", name=_text(fmt))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         for r in records:
             counts["tests"] += 1
-            case = ET.SubElement(suite, "testcase", classname=f"{fmt}.{r['producer']} -> {r['consumer']}",
-                                 name=f"{r['case']}/{r['check']}[{r['load_mode']}]")
+            case = ET.SubElement(suite, "testcase", classname=_text(f"{fmt}.{r['producer']} -> {r['consumer']}"),
+                                 name=_text(f"{r['case']}/{r['check']}[{r['load_mode']}]"))
             kind = _kind(r)
             if kind:
                 counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[kind]] += 1
-                element = ET.SubElement(case, kind, message=(r["message"] or "")[:500])
-                element.text = r["detail"]
+                element = ET.SubElement(case, kind, message=_text(r["message"] or "")[:500])
+                element.text = _text(r["detail"])
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+from harness.escaping import markdown as _escape
 from harness.report import register
 from harness.report.model import STATE_LABELS, View
 
 MARKS = {"pass": "✅", "xfail": "🟦", "fail": "❌", "skip": "⏭️", "missing": "·"}
 MAX_PROBLEMS = 30
-
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def render(view: View) -> str:
@@ -20,11 +17,11 @@ def render(view: View) -> str:
              "Legend: " + " · ".join(f"{MARKS[s]} {STATE_LABELS[s]}" for s in MARKS) +
              "; cells read pass/fail/error/skip, +Nx expected failures.", ""]
     for grid in view.grids:
-        lines += [f"### {MARKS[grid.state]} {grid.format}", "",
-                  "| producer ↓ consumer → | " + " | ".join(view.consumers) + " |",
+        lines += [f"### {MARKS[grid.state]} {_escape(grid.format)}", "",
+                  "| producer ↓ consumer → | " + " | ".join(_escape(c) for c in view.consumers) + " |",
                   "|---|" + "---|" * len(view.consumers)]
         for producer, cells in grid.rows:
-            lines.append(f"| {producer} | " + " | ".join(f"{MARKS[c.state]} {c.summary}" for c in cells) + " |")
+            lines.append(f"| {_escape(producer)} | " + " | ".join(f"{MARKS[c.state]} {c.summary}" for c in cells) + " |")
         lines.append("")
     lines += _weights_only(view) + _problems(view)
     return "\n".join(lines) + "\n"
@@ -35,13 +32,14 @@ def _weights_only(view: View) -> list[str]:
     if not panel:
         return []
     lines = ["### weights_only: loads passed/tried (default · weights_only · unsafe)", "",
-             "| format | " + " | ".join(f"{c} (default weights_only={panel['defaults'][c]})"
+             "| format | " + " | ".join(f"{_escape(c)} (default weights_only={panel['defaults'][c]})"
                                        for c in panel["consumers"]) + " |",
              "|---|" + "---|" * len(panel["consumers"])]
     for fmt, cells in panel["rows"].items():
-        lines.append(f"| {fmt} | " + " | ".join(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts)
+        lines.append(f"| {_escape(fmt)} | " + " | ".join(" · ".join(f"{p[0]}/{p[1]}" if p else "—" for p in parts)
                                                 for parts in cells) + " |")
-    lines += [""] + [f"- **{fmt}** needs safe globals: {', '.join(names)}" for fmt, names in panel["needs"].items()]
+    lines += [""] + [f"- **{_escape(fmt)}** needs safe globals: {_escape(', '.join(names))}"
+                     for fmt, names in panel["needs"].items()]
     return lines + [""]
 
 
@@ -53,8 +51,8 @@ def _problems(view: View) -> list[str]:
         return []
     lines = ["### Problems", ""]
     for fmt, producer, consumer, g in found[:MAX_PROBLEMS]:
-        lines.append(f"- **{g.outcome}** {fmt} {producer} → {consumer}: {g.check} [{g.load_mode}] "
-                     f"({', '.join(g.cases)}): {_escape(g.detail)}")
+        lines.append(f"- **{g.outcome}** {_escape(fmt)} {_escape(producer)} → {_escape(consumer)}: "
+                     f"{_escape(g.check)} \\[{_escape(g.load_mode)}\\] ({_escape(', '.join(g.cases))}): {_escape(g.detail)}")
     if len(found) > MAX_PROBLEMS:
         lines.append(f"- … and {len(found) - MAX_PROBLEMS} more (see the HTML report)")
     return lines + [""]
