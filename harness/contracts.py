@@ -201,7 +201,10 @@ def parse_manifest(raw: bytes, source: Path) -> Manifest:
     try:
         return Manifest.model_validate_json(raw)
     except ValidationError as exc:
-        raise HarnessError(f"{source}: not a valid checkpoint-harness manifest of schema {MANIFEST_SCHEMA}: "
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise HarnessError(f"{source}: manifest does not parse ({describe_error(exc)}); re-run produce for that "
+                               "environment") from None
+        raise HarnessError(f"{source}: not a checkpoint-harness manifest of schema {MANIFEST_SCHEMA}: "
                            f"{describe_error(exc)}; re-run produce for that environment") from None
 
 
