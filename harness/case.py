@@ -111,7 +111,7 @@ OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {"adam": _adam, 
 
 _TEMPLATES: dict[tuple[str, int], dict[str, nn.Module]] = {}
 
-CASES: Registry[Case] = Registry("case", "cases")
+CASES: Registry[Case] = Registry("case", "harness_cases")
 
 
 def register(case: Case) -> Case:

@@ -116,7 +116,7 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
                 outcome = Outcome("skip", f"checked under load mode {first_mode}; the tensors check shows this load "
                                           "gives the same tensors")
             else:
-                outcome = _run_check(check, ctx)
+                outcome = _run_check(check, ctx.for_check(check))
             yield emit(check.name, mode, outcome.status, outcome.detail, started)
         first_mode = first_mode or mode
 

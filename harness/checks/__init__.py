@@ -3,12 +3,20 @@
 A check module defines a :class:`Check` subclass and registers an instance. ``applies`` says
 which formats it is for (returning a skip reason otherwise); ``run`` returns an :class:`Outcome`.
 An exception escaping ``run`` becomes an ``error`` record, never a crash of the run.
+
+Checks run in the order their ``after`` declarations give (a check runs after every check it names;
+ties keep registration order; a cycle is an error), never in file-name order. Each gets a read-only
+:class:`Context`: ``entry`` and ``case_section`` are read-only mappings, and a check that changes the
+loaded object in place declares ``mutates_loaded`` and is handed its own deep copy.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import types
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +27,7 @@ from harness import compat
 from harness.case import Case
 from harness.fingerprint import fingerprint
 from harness.formats import Format
+from harness.errors import HarnessError
 from harness.internal.registry import Registry
 
 
@@ -42,13 +51,27 @@ def skipped(reason: str) -> Outcome:
     return Outcome("skip", reason)
 
 
-@dataclasses.dataclass
+def read_only(value: Any) -> Any:
+    """``value`` with every dict, at any depth, behind a read-only :class:`types.MappingProxyType`."""
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({key: read_only(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [read_only(item) for item in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
 class Context:
-    """Everything a check may look at for one artifact loaded in one mode."""
+    """Everything a check may look at for one artifact loaded in one mode; read-only.
+
+    ``entry`` (the manifest entry) and ``case_section`` (the manifest's section for the case) are
+    read-only mappings. ``loaded`` is shared by the checks of one load: a check must not change it
+    in place unless it declares :attr:`Check.mutates_loaded` (then it gets its own copy, see :meth:`for_check`).
+    """
 
     fmt: Format
-    entry: dict[str, Any]
-    case_section: dict[str, Any]
+    entry: Mapping[str, Any]
+    case_section: Mapping[str, Any]
     artifact: Path
     root: Path
     loaded: Any
@@ -60,6 +83,17 @@ class Context:
     same_numerics: bool
     map_location: Any
     workdir: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entry", read_only(self.entry))
+        object.__setattr__(self, "case_section", read_only(self.case_section))
+
+    def for_check(self, check: Check) -> Context:
+        """This context as ``check`` may see it: itself, or a copy with its own deep copy of ``loaded``
+        when the check changes the loaded object in place."""
+        if not check.mutates_loaded:
+            return self
+        return dataclasses.replace(self, loaded=copy.deepcopy(self.loaded))
 
     @functools.cached_property
     def contents(self) -> Any:
@@ -93,6 +127,10 @@ class Check:
     #: run under every load mode that loads; otherwise only under the first (a pickle loaded three
     #: ways gives the same object each time, which the per-mode tensors check proves)
     every_load_mode: bool = False
+    #: names of checks that must run before this one (a missing name is ignored; a cycle is an error)
+    after: tuple[str, ...] = ()
+    #: the check changes ``ctx.loaded`` in place: it is given its own deep copy
+    mutates_loaded: bool = False
 
     def concerns(self, entry: dict[str, Any]) -> bool:
         """Whether the check has anything to say about this artifact at all; False writes no record.
@@ -110,7 +148,38 @@ class Check:
         raise NotImplementedError
 
 
-CHECKS: Registry[Check] = Registry("check", "harness.checks")
+def ordered(checks: list[Check]) -> list[Check]:
+    """``checks`` sorted so that each comes after every check its ``after`` names; otherwise in the given order.
+
+    A cycle raises :class:`HarnessError` naming the checks in it.
+    """
+    names = {c.name for c in checks}
+    waiting = {c.name: {n for n in c.after if n in names and n != c.name} for c in checks}
+    out: list[Check] = []
+    pending = list(checks)
+    while pending:
+        ready = next((c for c in pending if not waiting[c.name]), None)
+        if ready is None:
+            cycle = ", ".join(f"{c.name} after {sorted(waiting[c.name])}" for c in pending)
+            raise HarnessError(f"the checks' declared order has a cycle: {cycle}")
+        pending.remove(ready)
+        out.append(ready)
+        for deps in waiting.values():
+            deps.discard(ready.name)
+    return out
+
+
+class CheckRegistry(Registry[Check]):
+    """The check registry: iterates in dependency order (:func:`ordered`)."""
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(ordered(list(super().__iter__())))
+
+    def names(self) -> list[str]:
+        return [c.name for c in self]
+
+
+CHECKS: CheckRegistry = CheckRegistry("check", "harness.checks")
 
 
 def register(check: Check) -> Check:

@@ -19,6 +19,8 @@ from harness.formats import Format, Resumable
 class ResumeCheck(Check):
     name = "resume"
     description = "one step after resuming equals one more uninterrupted step"
+    #: the resumed step is judged after the second round trip has fingerprinted the same load
+    after = ("resave",)
     needs_case = True
 
     def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:

@@ -30,7 +30,7 @@ class Command:
     order: int = 100
 
 
-COMMANDS: Registry[Command] = Registry("command", "harness.commands")
+COMMANDS: Registry[Command] = Registry("command", "harness.commands", plugins=False)
 
 
 def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None],

@@ -1,4 +1,8 @@
-"""``ckpt-harness list``: list the registered cases, formats and checks."""
+"""``ckpt-harness list``: list the registered cases, formats and checks.
+
+Built-in entries, installed entry-point plugins and ``--plugin`` modules alike; checks in the order
+they run.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ import argparse
 
 from rich.console import Console
 
-from harness.commands import register
+from harness.commands import _options, register
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    _options.plugin_argument(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -27,4 +31,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-register("list", __doc__.split(": ", 1)[1].rstrip("."), add_arguments, run, order=90)
+register("list", __doc__.split(": ", 1)[1].split("\n", 1)[0].rstrip("."), add_arguments, run, order=90)

@@ -9,7 +9,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from harness import compat
+from harness import _cases, compat
 
 WEIGHTS_ONLY_FOR_MODE = {"default": None, "weights_only": True, "unsafe": False}
 
@@ -26,7 +26,10 @@ def load(path: Path, mode: str, map_location: Any) -> Any:
     on files it wrote itself, after the consumer has checked the file's hash against the
     manifest (see :func:`harness.manifest.verify_artifact`); never on a user's file.
     """
-    return torch.load(path, **compat.torch_load_kwargs(WEIGHTS_ONLY_FOR_MODE[mode], map_location))
+    kwargs = compat.torch_load_kwargs(WEIGHTS_ONLY_FOR_MODE[mode], map_location)
+    if kwargs.get("weights_only", compat.default_weights_only()) is False:
+        kwargs["pickle_module"] = _cases.legacy_pickle  # artifacts written before cases/ became harness_cases
+    return torch.load(path, **kwargs)
 
 
 class _StringsOnly(pickle.Unpickler):

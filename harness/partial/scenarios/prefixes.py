@@ -24,7 +24,7 @@ def _bare(case: Case) -> nn.Module:
 
 
 def _wrapped_in_data_parallel(case: Case) -> nn.Module:
-    from cases.dataparallel import wrap
+    from harness_cases.dataparallel import wrap
 
     return wrap(case.fresh_models()["model"])
 

@@ -14,7 +14,7 @@ from harness.partial import Scenario, register
 
 
 def _seq2seq(layers: int) -> nn.Module:
-    from cases.transformer import Seq2Seq
+    from harness_cases.transformer import Seq2Seq
 
     return Seq2Seq(layers=layers)
 

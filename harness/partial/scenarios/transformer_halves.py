@@ -9,13 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cases.transformer import decoder_stack, encoder_stack
+from harness_cases.transformer import decoder_stack, encoder_stack
 from harness.case import Case
 from harness.partial import Scenario, register
 
 
 class EncoderOnly(nn.Module):
-    """The encoder half of cases.transformer.Seq2Seq, under the same names."""
+    """The encoder half of harness_cases.transformer.Seq2Seq, under the same names."""
 
     def __init__(self, vocab: int = 40, dim: int = 32, heads: int = 4, layers: int = 2) -> None:
         super().__init__()
@@ -27,7 +27,7 @@ class EncoderOnly(nn.Module):
 
 
 class DecoderHalf(nn.Module):
-    """The decoder half of cases.transformer.Seq2Seq (embedding, decoder, output head), same names."""
+    """The decoder half of harness_cases.transformer.Seq2Seq (embedding, decoder, output head), same names."""
 
     def __init__(self, vocab: int = 40, dim: int = 32, heads: int = 4, layers: int = 2) -> None:
         super().__init__()
