@@ -160,7 +160,7 @@ class ReleaseEnv:
         digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
         keyed = [f"{w} #{digest}" if w.startswith("-e ") else w for w in wanted]
         have = set(json.loads(self._stamp().read_text())) if self._stamp().exists() else set()
-        missing = [w for w, key in zip(wanted, keyed) if key not in have]
+        missing = [w for w, key in zip(wanted, keyed, strict=True) if key not in have]
         if not missing:
             self.session.log(f"{self.path.name}: everything already installed")
             return
@@ -252,10 +252,33 @@ def summary(session: nox.Session) -> None:
 
 @nox.session(python="3.11", venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite, with the CPU build of the newest CPU-only release."""
+    """The test suite, with the CPU build of the newest CPU-only release: the fast tier (in process),
+    then the slow one (the CLI in subprocesses, other releases). ``nox -s tests -- ARGS`` runs ``pytest ARGS``.
+    pytest's exit 5 (no test collected) fails the session like any other non-zero exit."""
     env = ReleaseEnv(session, TOOLS_RELEASE)
     env.install("-e .[test]")
-    env.run("pytest", *session.posargs)
+    if session.posargs:
+        env.run("pytest", *session.posargs)
+        return
+    env.run("pytest", "-m", "not slow")
+    env.run("pytest", "-m", "slow")
+
+
+@nox.session(python="3.11", venv_backend="none")
+def tests_fast(session: nox.Session) -> None:
+    """The fast tier alone (``pytest -m "not slow"``, in process, about a minute): the edit-test loop."""
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[test]")
+    env.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session(python="3.11", venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff (style, imports, likely bugs) and mypy over harness/, as configured in pyproject.toml."""
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[lint]")
+    env.run("ruff", "check", ".")
+    env.run("mypy")
 
 
 @nox.session(python="3.11", venv_backend="none")
@@ -314,5 +337,5 @@ def bench_compare(session: nox.Session) -> None:
     if len(files) < 2:
         session.error("bench_compare needs two results/bench/*.json: run `nox -s bench` for two releases first")
     env.run("ckpt-harness", "bench-plot", *files, "--out", str(ROOT / "reports" / "bench"))
-    for old, new in zip(files, files[1:]):
+    for old, new in zip(files, files[1:], strict=False):
         env.run("ckpt-harness", "bench-compare", old, new)

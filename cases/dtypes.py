@@ -32,7 +32,8 @@ class MixedDtypes(nn.Module):
 
 CASE = register(Case(
     name="dtypes",
-    exercises="frozen float16/bfloat16 and trainable float64 parameters, int64/bool/complex64 buffers, a zero-size buffer, "
+    exercises="frozen float16/bfloat16 and trainable float64 parameters, int64/bool/complex64 buffers, "
+              "a zero-size buffer, "
               "a transposed (non-contiguous) parameter and a channels_last conv weight",
     build=MixedDtypes,
     inputs=lambda: (torch.randn(5, 3), torch.randn(1, 2, 6, 6)),

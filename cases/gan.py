@@ -9,7 +9,8 @@ from harness.case import Case, register
 class Generator(nn.Module):
     def __init__(self, noise: int = 8, features: int = 16) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(noise, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, features), nn.Tanh())
+        self.net = nn.Sequential(nn.Linear(noise, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, features),
+                                 nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

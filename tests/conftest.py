@@ -1,13 +1,20 @@
-"""Shared helpers: run the real CLI in a subprocess with the installed torch."""
+"""Shared helpers: run the real CLI in a subprocess with the installed torch, or produce in process.
+
+Two tiers: ``pytest -m "not slow"`` runs in process in about a minute; ``slow`` marks every test that
+drives the CLI in subprocesses, another torch release, or takes more than a few seconds.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -26,6 +33,39 @@ def _hypothesis_profiles() -> None:
 
 
 _hypothesis_profiles()
+
+#: what starts another process: the CLI helper, subprocess, another interpreter, a release environment
+SPAWNS = re.compile(r"\brun_cli\(|\bsubprocess\.|\bsys\.executable\b|\bPopen\(|runpytest_subprocess|releases/torch-")
+
+
+@functools.cache
+def spawns(func: Callable[..., Any]) -> bool:
+    """Whether ``func``'s source, or a test helper it calls by name, starts another process."""
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return False
+    if SPAWNS.search(source):
+        return True
+    called = {name for name in re.findall(r"\b([A-Za-z_]\w*)\(", source)}
+    helpers = (func.__globals__.get(name) for name in called)
+    return any(inspect.isfunction(h) and h is not func and h.__module__.startswith("tests") and spawns(h)
+               for h in helpers)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that starts a process itself or through a fixture or test helper.
+
+    The fast tier (``-m "not slow"``) is then in process by construction; tests that are slow for
+    another reason carry ``@pytest.mark.slow`` themselves.
+    """
+    for item in items:
+        if item.get_closest_marker("slow") or not isinstance(item, pytest.Function):
+            continue
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs
+                    if getattr(d.func, "__module__", "").startswith("tests")]
+        if any(spawns(f) for f in [item.function, *fixtures]):
+            item.add_marker(pytest.mark.slow)
 
 
 def run_cli(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -66,4 +106,19 @@ def produced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("artifacts")
     result = run_cli("produce", "--out", str(out))
     assert result.returncode == 0, result.stderr
+    return out
+
+
+#: the in-process matrix's cases: sharing and views, buffers and train mode, two models in one file
+SMALL_CASES = ("tied", "batchnorm", "gan")
+
+
+@pytest.fixture(scope="session")
+def small_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small cases in every format available here, produced once per session in this process."""
+    from harness.formats import FORMATS
+    from harness.produce import produce
+
+    out = tmp_path_factory.mktemp("small-artifacts")
+    produce(out, SMALL_CASES, [f.name for f in FORMATS if not f.unavailable()])
     return out

@@ -152,6 +152,7 @@ def _with_corners(test: Any) -> Any:
     return test
 
 
+@pytest.mark.slow  # Hypothesis over every format: minutes (the fast tier's format axis is tests/test_matrix.py)
 @pytest.mark.parametrize("format_name", FORMAT_NAMES)
 @PROFILE
 @_with_corners
@@ -176,6 +177,7 @@ def test_specs_are_plain_data_and_their_code_rebuilds_the_model(spec: ModelSpec)
     assert out.shape[:2] == (spec.batch, spec.length) and out.shape[-1] == spec.widths()[-1]
 
 
+@pytest.mark.slow  # 300 generated specs
 def test_strategies_reach_the_corners() -> None:
     """Every corner the issue asks for is drawn within a few hundred examples."""
     seen: set[str] = set()
@@ -225,6 +227,7 @@ class FlipsOneBit(StateDict):
         return state
 
 
+@pytest.mark.slow  # 30 generated specs through a broken format, then shrinking
 def test_the_property_catches_a_broken_format_and_prints_pasteable_code() -> None:
     broken = FlipsOneBit()
 

@@ -25,9 +25,9 @@ from torch import nn
 
 from harness import compat
 from harness.case import Case
+from harness.errors import HarnessError
 from harness.fingerprint import fingerprint
 from harness.formats import Format
-from harness.errors import HarnessError
 from harness.internal.registry import Registry
 
 
@@ -40,14 +40,17 @@ class Outcome:
 
 
 def passed(detail: str = "") -> Outcome:
+    """The check held; ``detail`` says what was compared."""
     return Outcome("pass", detail)
 
 
 def failed(detail: str) -> Outcome:
+    """The check found a difference; ``detail`` says what differed."""
     return Outcome("fail", detail)
 
 
 def skipped(reason: str) -> Outcome:
+    """Nothing to compare here; ``reason`` says why (never report a pass instead)."""
     return Outcome("skip", reason)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from harness.case import Case
 from harness.partial import Scenario, register
 
 

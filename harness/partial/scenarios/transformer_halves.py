@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness_cases.transformer import decoder_stack, encoder_stack
 from harness.case import Case
 from harness.partial import Scenario, register
+from harness_cases.transformer import decoder_stack, encoder_stack
 
 
 class EncoderOnly(nn.Module):
