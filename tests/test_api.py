@@ -275,11 +275,15 @@ def test_roundtrip_model_reports_each_failed_check(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_wheel_installs_no_top_level_cases_and_offers_the_plugins(tmp_path: Path) -> None:
     """Build the wheel, install it into a folder and import it from a project that has its own ``cases``."""
+    import shutil
     import subprocess
     import zipfile
 
+    source = tmp_path / "source"  # a copy: building in the checkout would leave an egg-info on sys.path
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".nox", "corpus", "artifacts", "results",
+                                                                "build", "*.egg-info", "__pycache__", ".*cache"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            str(REPO), "-w", str(tmp_path / "wheel")], capture_output=True, text=True,
+                            str(source), "-w", str(tmp_path / "wheel")], capture_output=True, text=True,
                            cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     wheel = next((tmp_path / "wheel").glob("*.whl"))

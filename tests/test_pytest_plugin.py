@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_modules_imported_outside_pytester(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One round trip through every format here first. An in-process pytester run drops the modules it
+    imported when it ends; torch modules that register operator libraries (torch.export's, inductor's)
+    then fail to register twice in the next run. Imported out here, they are kept."""
+    from torch import nn
+
+    from harness.roundtrip import roundtrip_model
+
+    roundtrip_model(nn.Linear(2, 2), (torch.ones(1, 2),), tmp_path_factory.mktemp("warm"))
+
+
+def _plugin_args() -> list[str]:
+    """Load the plugin by name unless an installed harness already offers it through ``pytest11``."""
+    installed = any(p.name == "checkpoint_harness" for p in importlib.metadata.entry_points(group="pytest11"))
+    return ["-p", "no:cacheprovider"] + ([] if installed else ["-p", "harness.pytest_plugin"])
 
 USER_TESTS = '''
 import torch
@@ -51,7 +71,7 @@ def test_drifting_model_unchecked(ckpt_roundtrip):
 
 def test_a_user_suite_round_trips_its_models(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_models=USER_TESTS)
-    result = pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*_plugin_args())
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "*test_drifting_model*",
@@ -74,5 +94,5 @@ def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
     section = readme.split("## Your own models in your own tests", 1)[1]
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     pytester.makepyfile(test_readme_example=example)
-    result = pytester.runpytest_inprocess("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*_plugin_args())
     result.assert_outcomes(passed=2)
