@@ -21,7 +21,7 @@ from harness.case import CASES, Case
 from harness import expectations as expectations_module
 from harness.checks import CHECKS, Check, Context, Outcome
 from harness.expectations import Expectation
-from harness.formats import FORMATS, Format
+from harness.formats import FORMATS, Format, LoadRequest
 from harness.manifest import artifact_path, entries, find_manifests, read, verify_artifact
 from harness.records import Record, RecordWriter, describe_exception, one_line
 
@@ -126,7 +126,8 @@ def _load(fmt: Format, artifact: Artifact, mode: str, map_location: Any,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return fmt.load(artifact_path(artifact.manifest, artifact.entry), mode, map_location, case), caught, None
+            request = LoadRequest(mode, map_location, case=case)
+            return fmt.open(artifact_path(artifact.manifest, artifact.entry), request), caught, None
         except Exception as exc:
             return None, caught, describe_exception(exc)
 

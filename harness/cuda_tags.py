@@ -23,7 +23,9 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from harness.formats._torch_pickle import LEGACY_OBJECT_PICKLE, legacy_pickle_spans
+from harness.containers import ContainerError
+from harness.containers.legacy import LEGACY
+from harness.containers.torch_zip import TORCH_ZIP, data_pkl
 
 #: memo-storing opcodes; each names (or, MEMOIZE, implies) the memo slot of the value just pushed
 _MEMO_PUT = {"BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"}
@@ -177,14 +179,15 @@ def _refuse_shared_literals(ops: list[_Op], literals: set[int], sites: list[_Sit
 def storage_locations(path: Path) -> list[StorageRecord]:
     """The storage records of a checkpoint as written (zip or legacy), read without unpickling."""
     path = Path(path)
-    if zipfile.is_zipfile(path):
+    if TORCH_ZIP.recognises(path):
         with zipfile.ZipFile(path) as archive:
             return _records(archive.read(_data_pkl(archive)))
-    with open(path, "rb") as stream:
-        spans = legacy_pickle_spans(stream, LEGACY_OBJECT_PICKLE + 1)
-        start, end = spans[LEGACY_OBJECT_PICKLE]
-        stream.seek(start)
-        return _records(stream.read(end - start))
+    if LEGACY.recognises(path):
+        start, end = LEGACY.object_pickle(path)
+        with open(path, "rb") as stream:
+            stream.seek(start)
+            return _records(stream.read(end - start))
+    raise TagError(f"{path.name} is neither torch.save's zip container nor its legacy stream")
 
 
 def _records(data: bytes) -> list[StorageRecord]:
@@ -198,10 +201,12 @@ def retag(source: Path, target: Path, location: str) -> list[StorageRecord]:
         raise TagError("refusing to rewrite a checkpoint in place")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if zipfile.is_zipfile(source):
+        if TORCH_ZIP.recognises(source):
             _retag_zip(source, target, location)
-        else:
+        elif LEGACY.recognises(source):
             _retag_legacy(source, target, location)
+        else:
+            raise TagError(f"{source.name} is neither torch.save's zip container nor its legacy stream")
     except BaseException:
         target.unlink(missing_ok=True)  # no half-written copy is left to be mistaken for a checkpoint
         raise
@@ -209,10 +214,10 @@ def retag(source: Path, target: Path, location: str) -> list[StorageRecord]:
 
 
 def _data_pkl(archive: zipfile.ZipFile) -> str:
-    names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-    if len(names) != 1:
-        raise TagError(f"expected one data.pkl record in the archive, found {len(names)}")
-    return names[0]
+    try:
+        return data_pkl(archive)
+    except ContainerError as exc:
+        raise TagError(str(exc)) from None
 
 
 ALIGNMENT = 64  # torch.save aligns record data to 64 bytes (mmap=True maps it in place)
@@ -239,10 +244,8 @@ def _padding(offset: int, name: str) -> bytes:
 
 
 def _retag_legacy(source: Path, target: Path, location: str) -> None:
+    start, end = LEGACY.object_pickle(source)
     with open(source, "rb") as stream:
-        spans = legacy_pickle_spans(stream, LEGACY_OBJECT_PICKLE + 1)
-        start, end = spans[LEGACY_OBJECT_PICKLE]
-        stream.seek(0)
         head = stream.read(start)
         rewritten = retag_pickle(stream.read(end - start), location)
         with open(target, "wb") as out:

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness import containers
 from harness.contracts import MANIFEST_SCHEMA, Manifest, parse_manifest
 from harness.errors import HarnessError
-from harness.fingerprint import hash_file
 from harness.outputs import check_readable_file
 
 MANIFEST_NAME = "manifest.json"
@@ -111,8 +111,14 @@ def artifact_path(document: dict[str, Any], entry: dict[str, Any]) -> Path:
 def verify_artifact(document: dict[str, Any], entry: dict[str, Any]) -> None:
     """Raise a HarnessError when the artifact is missing or its bytes differ from the manifest."""
     path = artifact_path(document, entry)
-    if not path.is_file():
+    if not path.resolve().is_relative_to(Path(document["_root"]).resolve()):
+        raise HarnessError(f"{entry['file']!r}: an artifact path outside its environment folder; re-run produce")
+    if not (path.is_file() or path.is_dir()) or path.is_symlink():
         raise HarnessError(f"{path}: listed in the manifest but missing; re-run produce for that environment")
-    if path.stat().st_size != entry["file_bytes"] or hash_file(path) != entry["file_hash"]:
+    try:
+        size, digest = containers.artifact_bytes(path), containers.artifact_hash(path)
+    except containers.ContainerError as exc:
+        raise HarnessError(f"{exc}; re-run produce for that environment") from None
+    if size != entry["file_bytes"] or digest != entry["file_hash"]:
         raise HarnessError(f"{path}: file hash does not match its manifest (modified or truncated after produce); "
                            "re-run produce for that environment")

@@ -18,12 +18,12 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 
+from harness import containers
 from harness import env as envmod
 from harness import placement
 from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
 from harness.errors import HarnessError
-from harness.fingerprint import (collect_metadata, describe_tensor, fingerprint, hash_file, module_modes,
-                                 optimizer_fingerprint)
+from harness.fingerprint import collect_metadata, describe_tensor, fingerprint, module_modes, optimizer_fingerprint
 from harness.formats import FORMATS, Format
 from harness.manifest import MANIFEST_NAME, SCHEMA, write_atomic
 from harness.records import describe_exception, one_line
@@ -169,8 +169,8 @@ def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optio
         entry.update(
             status="ok",
             file=str(relative),
-            file_bytes=path.stat().st_size,
-            file_hash=hash_file(path),
+            file_bytes=containers.artifact_bytes(path),
+            file_hash=containers.artifact_hash(path),
             stored_tensor_bytes=fmt.stored_tensor_bytes(path),
             save_seconds=round(save_seconds, 6),
             fingerprint=fingerprint(contents),
@@ -182,7 +182,10 @@ def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optio
             outputs = forward_outputs(fmt.modules(payload, prepared.case), prepared.inputs)
             entry["outputs"] = {name: describe_tensor(t) for name, t in outputs.items()}
     except Exception as exc:  # a save that raises is a finding for this entry, not a crash of produce
-        path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         return {**entry, "status": "error", "detail": f"save failed: {describe_exception(exc)}"}
     if "optimizer" in fmt.holds:
         entry["optimizer"] = {name: optimizer_fingerprint(opt.state_dict()) for name, opt in prepared.optimizers.items()}

@@ -27,7 +27,7 @@ from harness import expectations, strategies  # noqa: E402
 from harness.case import Prepared, forward_outputs, prepare, trainable  # noqa: E402
 from harness.checks._compare import fingerprint_differences  # noqa: E402
 from harness.fingerprint import describe_tensor, fingerprint, sharing_groups  # noqa: E402
-from harness.formats import FORMATS, Format  # noqa: E402
+from harness.formats import FORMATS, Format, LoadRequest  # noqa: E402
 from harness.formats.state_dict import StateDict  # noqa: E402
 from harness.spec import (BatchNorm, Conv, Embedding, Extra, Linear, LSTM, ModelSpec, TransformerLayer,  # noqa: E402
                           as_case, build, example_inputs, to_code)
@@ -92,7 +92,7 @@ def _round_trip(fmt: Format, prepared: Prepared) -> list[str]:
             fmt.save(payload, path)
             for mode in fmt.load_modes:
                 try:
-                    loaded = fmt.load(path, mode, None, prepared.case)
+                    loaded = fmt.open(path, LoadRequest(mode, case=prepared.case))
                 except Exception as exc:
                     problem = documented_refusal(fmt, mode, f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
                     problems += [problem] if problem else []

@@ -14,8 +14,8 @@ from torch import nn
 
 from harness import compat, cuda_tags
 from harness import env as envmod
-from harness.checks import map_location as checks
-from harness.formats._torch_pickle import legacy_pickle_spans
+from harness.checks import _devices as checks
+from harness.containers.legacy import OBJECT_PICKLE, pickle_spans as legacy_pickle_spans
 from harness.fingerprint import hash_file
 from tests.conftest import index, records, run_cli
 
@@ -45,7 +45,7 @@ def _pickle_strings(path: Path) -> list[str]:
             data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
     else:
         with open(path, "rb") as stream:
-            spans = legacy_pickle_spans(stream, cuda_tags.LEGACY_OBJECT_PICKLE + 1)
+            spans = legacy_pickle_spans(stream, OBJECT_PICKLE + 1)
             stream.seek(spans[3][0])
             data = stream.read(spans[3][1] - spans[3][0])
     return [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]

@@ -16,13 +16,13 @@ import contextlib
 import ctypes
 import dataclasses
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Optional
 
 import torch
 
 from harness import compat
+from harness.formats import LoadRequest
 from harness.bench import pagecache
 from harness.bench.payload import Payload
 from harness.bench.touch import touch
@@ -219,7 +219,7 @@ def _load(mapped: bool) -> Callable[[Subject, str], Timed]:
 
         def target() -> None:
             with load_context(mapped):
-                loaded = fmt.load(path, mode, "cpu", payload.case)
+                loaded = fmt.open(path, LoadRequest(mode, "cpu", case=payload.case))
             held.append(loaded)
             sums.append(touch(fmt.contents(loaded)))
 
@@ -246,8 +246,8 @@ def _mmap_unavailable(subject: Subject) -> Optional[str]:
     reason = compat.mmap_load_unavailable()
     if reason:
         return reason
-    if not zipfile.is_zipfile(saved_file(subject)):
-        return f"{fmt.name} writes the legacy container, which torch.load(mmap=True) cannot map"
+    if "mmap" not in fmt.capabilities.sources:
+        return f"{fmt.name} writes the {fmt.capabilities.container} container, which torch.load(mmap=True) cannot map"
     return None
 
 

@@ -84,9 +84,10 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
 def _load_and_touch(fmt: Any, path: Path, case: Any, mapped: bool) -> None:
     from harness.bench.operations import load_context, load_mode
     from harness.bench.touch import touch
+    from harness.formats import LoadRequest
 
     with load_context(mapped):
-        loaded = fmt.load(path, load_mode(fmt), "cpu", case)
+        loaded = fmt.open(path, LoadRequest(load_mode(fmt), "cpu", case=case))
     touch(fmt.contents(loaded))
 
 

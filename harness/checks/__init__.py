@@ -27,7 +27,7 @@ from harness import compat
 from harness.case import Case
 from harness.errors import HarnessError
 from harness.fingerprint import fingerprint
-from harness.formats import Format
+from harness.formats import Format, LoadRequest
 from harness.internal.registry import Registry
 
 
@@ -97,6 +97,12 @@ class Context:
         if not check.mutates_loaded:
             return self
         return dataclasses.replace(self, loaded=copy.deepcopy(self.loaded))
+
+    def load(self, map_location: Any = None, source: str = "path", path: Optional[Path] = None) -> Any:
+        """Load the artifact again — or ``path``, a copy made from it in ``workdir`` — through the format,
+        in this context's load mode: a check never opens an artifact or calls a loader itself."""
+        request = LoadRequest(self.load_mode, map_location, source, self.case)
+        return self.fmt.open(path or self.artifact, request)
 
     @functools.cached_property
     def contents(self) -> Any:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from harness.checks import Check, Context, Outcome, failed, passed, register
 from harness.checks._compare import fingerprint_differences, summarize
 from harness.fingerprint import fingerprint, sharing_groups
@@ -12,13 +15,10 @@ class ResaveCheck(Check):
     description = "saving what was loaded and loading it again changes nothing"
 
     def run(self, ctx: Context) -> Outcome:
-        path = ctx.workdir / f"resaved{ctx.fmt.suffix}"
-        try:
+        with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="resave-") as folder:
+            path = Path(folder) / f"resaved{ctx.fmt.suffix}"
             ctx.fmt.save(ctx.loaded, path)
-            again = ctx.fmt.load(path, ctx.load_mode, ctx.map_location, ctx.case)
-            second = fingerprint(ctx.fmt.contents(again))
-        finally:
-            path.unlink(missing_ok=True)
+            second = fingerprint(ctx.fmt.contents(ctx.load(ctx.map_location, path=path)))
         problems = fingerprint_differences(ctx.actual["tensors"], second["tensors"])
         if sharing_groups(ctx.actual["tensors"]) != sharing_groups(second["tensors"]):
             problems.append("storage sharing changed on the second round trip")

@@ -24,7 +24,7 @@ from harness.case import CASES
 from harness.checks._compare import fingerprint_differences
 from harness.corrupt import STARTED_MARKER
 from harness.fingerprint import fingerprint
-from harness.formats import FORMATS
+from harness.formats import FORMATS, LoadRequest
 from harness.records import describe_exception
 
 #: modules loaders import lazily on first use (seconds each): imported once here, before forking
@@ -84,7 +84,7 @@ def load_and_compare(job: dict[str, Any]) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with compat.allowed_globals(job.get("allow") or []):
-                loaded = fmt.load(Path(job["path"]), job["mode"], None, case)
+                loaded = fmt.open(Path(job["path"]), LoadRequest(job["mode"], case=case))
     except MemoryError as exc:
         return {"outcome": "memory-blowup", "detail": describe_exception(exc)}
     except Exception as exc:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import pickletools
 import struct
 import zipfile
 from typing import Optional
 
-from harness.formats._torch_pickle import legacy_pickle_spans
+from harness.containers import ContainerError
+from harness.containers import safetensors as safetensors_container
+from harness.containers._zip import LOCAL_HEADER as LOCAL_HEADER_SIGNATURE
+from harness.containers._zip import tensor_record
+from harness.containers.legacy import pickle_spans as legacy_pickle_spans
 
 EOCD_SIGNATURE = b"PK\x05\x06"
 ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
-LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,7 @@ def _zip_layout(data: bytes) -> Layout:
         entries.append(Entry(info.filename, info.header_offset, start, info.compress_size))
         if info.filename.endswith(".pkl") and info.compress_type == zipfile.ZIP_STORED:
             pickles.append((start, start + info.compress_size))
-        if "/data/" in f"/{info.filename}" and not info.filename.endswith((".pkl", ".json", ".py")):
+        if tensor_record(info.filename):
             tensors.append((start, start + info.compress_size))
     central = archive.start_dir if hasattr(archive, "start_dir") else min(e.header_offset for e in entries)
     regions = {
@@ -91,14 +93,10 @@ def _zip_layout(data: bytes) -> Layout:
 
 
 def _safetensors_layout(data: bytes) -> Optional[Layout]:
-    if len(data) < 8:
-        return None
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8 or data[8:9] != b"{":
-        return None
     try:
-        json.loads(data[8: 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header_len = safetensors_container.header_length(data[:8], len(data))
+        safetensors_container.parse_header(data[8: 8 + header_len])
+    except ContainerError:
         return None
     end = 8 + header_len
     return Layout("safetensors", len(data), {"header-length": (0, 8), "header": (8, end), "tensor-data": (end, len(data))})

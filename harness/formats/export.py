@@ -12,7 +12,7 @@ from torch import nn
 
 from harness import compat
 from harness.case import Case, Prepared
-from harness.formats import Format, register
+from harness.formats import Capabilities, Format, Source, register
 
 
 class ExportedProgram(Format):
@@ -21,6 +21,8 @@ class ExportedProgram(Format):
     holds = frozenset({"weights", "module"})
     own_program = True
     suffix = ".pt2"
+    #: torch.export.load has no map_location: the program loads where it was saved
+    capabilities = Capabilities(container="pt2")
 
     def unavailable(self) -> Optional[str]:
         return compat.has_torch_export_save()
@@ -34,11 +36,8 @@ class ExportedProgram(Format):
     def save(self, payload: Any, path: Path) -> None:
         torch.export.save(payload, str(path))
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
-        program = torch.export.load(str(path))
-        if map_location not in (None, "cpu"):
-            raise NotImplementedError("torch.export.load has no map_location; move the module after loading")
-        return program
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+        return torch.export.load(str(source))
 
     def contents(self, obj: Any) -> Any:
         return {"state_dict": dict(obj.state_dict), "constants": dict(getattr(obj, "constants", {}) or {})}

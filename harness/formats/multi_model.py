@@ -8,7 +8,7 @@ from typing import Any, Optional
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Format, Resumable, load_into_fresh, register
+from harness.formats import Format, Resumable, Source, load_into_fresh, register
 from harness.formats import _torch_pickle
 
 
@@ -18,7 +18,7 @@ class MultiModel(Format):
     name = "multi_model"
     description = "{'<name>_state_dict', 'optimizer_<name>_state_dict', ...} for every model of the case"
     holds = frozenset({"weights", "optimizer"})
-    pickled = True
+    capabilities = _torch_pickle.capabilities(legacy=False)
     models = "many"
 
     def payload(self, prepared: Prepared) -> Any:
@@ -31,8 +31,8 @@ class MultiModel(Format):
     def save(self, payload: Any, path: Path) -> None:
         _torch_pickle.save(payload, path, legacy=False)
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
-        return _torch_pickle.load(path, mode, map_location)
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case], mmap: bool = False) -> Any:
+        return _torch_pickle.load(source, mode, map_location, mmap)
 
     def _names(self, obj: Any) -> list[str]:
         return [key[: -len("_state_dict")] for key in obj

@@ -4,8 +4,6 @@ and ``load_model`` loads into a freshly built model, whose own code re-ties them
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,7 +11,7 @@ from torch import nn
 
 from harness import compat
 from harness.case import Case, Prepared
-from harness.formats import Format, register
+from harness.formats import Capabilities, Format, Source, register
 
 
 class SafeTensors(Format):
@@ -22,6 +20,8 @@ class SafeTensors(Format):
     holds = frozenset({"weights"})
     needs_code = True
     suffix = ".safetensors"
+    #: load_model reads a path onto one device, given as a string
+    capabilities = Capabilities(map_locations=frozenset({"none", "str"}), container="safetensors")
 
     def unavailable(self) -> Optional[str]:
         _, reason = compat.import_optional("safetensors.torch")
@@ -38,25 +38,18 @@ class SafeTensors(Format):
 
         safetensors.torch.save_model(payload, str(path), force_contiguous=True)
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case]) -> Any:
         import safetensors.torch
 
         if case is None:
             raise RuntimeError("safetensors load_model needs the case's model code")
         model = case.fresh_models()["model"]
         device = "cpu" if map_location is None else str(map_location)
-        safetensors.torch.load_model(model, str(path), strict=True, device=device)
+        safetensors.torch.load_model(model, str(source), strict=True, device=device)
         return model
 
     def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
         return {"model": obj}
-
-    def stored_tensor_bytes(self, path: Path) -> int:
-        with open(path, "rb") as handle:
-            (header_len,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(header_len))
-        return sum(end - start for key, value in header.items() if key != "__metadata__"
-                   for start, end in [value["data_offsets"]])
 
 
 register(SafeTensors())

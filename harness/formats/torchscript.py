@@ -12,7 +12,7 @@ from torch import nn
 
 from harness import compat
 from harness.case import Case, Prepared
-from harness.formats import Format, register
+from harness.formats import Capabilities, Format, Source, register
 
 
 class TorchScript(Format):
@@ -20,6 +20,9 @@ class TorchScript(Format):
     own_program = True
     keeps_mode = True
     suffix = ".ts.pt"
+    #: torch.jit.load takes a path or a file-like object, and a string or torch.device map_location
+    capabilities = Capabilities(map_locations=frozenset({"none", "str", "device"}), sources=frozenset({"path", "BytesIO"}),
+                                container="torchscript")
 
     def __init__(self, how: str) -> None:
         self.how = how
@@ -42,8 +45,8 @@ class TorchScript(Format):
     def save(self, payload: Any, path: Path) -> None:
         torch.jit.save(payload, str(path))
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
-        return torch.jit.load(str(path), map_location=map_location)
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+        return torch.jit.load(str(source) if isinstance(source, Path) else source, map_location=map_location)
 
     def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
         return {"model": obj}

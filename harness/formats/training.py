@@ -17,13 +17,13 @@ import torch
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Format, Resumable, load_into_fresh, register
+from harness.formats import Format, Resumable, Source, load_into_fresh, register
 from harness.formats import _torch_pickle
 
 
 class TrainingCheckpoint(Format):
     holds = frozenset({"weights", "optimizer"})
-    pickled = True
+    capabilities = _torch_pickle.capabilities(legacy=False)
     # The extras variant's Namespace and numpy scalar need weights_only=False; the harness loads
     # only its own hash-verified files that way (see harness.consume.collect).
 
@@ -56,8 +56,8 @@ class TrainingCheckpoint(Format):
     def save(self, payload: Any, path: Path) -> None:
         _torch_pickle.save(payload, path, legacy=False)
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
-        return _torch_pickle.load(path, mode, map_location)
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case], mmap: bool = False) -> Any:
+        return _torch_pickle.load(source, mode, map_location, mmap)
 
     def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
         return load_into_fresh(case, {"model": obj["model_state_dict"]})

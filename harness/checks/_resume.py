@@ -1,0 +1,69 @@
+"""One resumed training step, shared by the ``resume`` and ``optimizer_device`` checks."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.case import make_optimizers, train_step
+from harness.checks import Context, Outcome, failed, passed, skipped
+from harness.checks._compare import fingerprint_differences, max_abs_difference, summarize
+from harness.fingerprint import fingerprint
+from harness.formats import Resumable
+
+
+def restore(ctx: Context, state: Resumable, device: str = "cpu") -> tuple[dict[str, nn.Module], dict, dict]:
+    """Fresh models on ``device`` with optimizers and schedulers restored from ``state``."""
+    models = ctx.case.fresh_models()
+    for name, model in models.items():
+        model.to(device)
+        model.load_state_dict(state.model_states[name])
+    optimizers, schedulers = make_optimizers(ctx.case, models)
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state.optimizer_states[name])
+    for name, scheduler_state in state.scheduler_states.items():
+        schedulers[name].load_state_dict(scheduler_state)
+    return models, optimizers, schedulers
+
+
+def resume_one_step(ctx: Context, state: Resumable, device: str = "cpu") -> dict[str, nn.Module]:
+    """Fresh models and optimizers restored from ``state`` on ``device``, then one training step on the
+    producer's stored inputs, with the checkpoint's RNG state where it holds one."""
+    models, optimizers, schedulers = restore(ctx, state, device)
+    if state.rng_state is not None:
+        torch.set_rng_state(state.rng_state.cpu())
+    inputs = {n: tuple(x.to(device) for x in args) for n, args in ctx.stored["inputs"].items()}
+    train_step(models, optimizers, schedulers, inputs)
+    return models
+
+
+def steps_off_cpu(optimizers: dict) -> list[str]:
+    """Devices of optimizer ``step`` tensors that are not on the CPU (pytorch#80809)."""
+    return sorted({str(s["step"].device) for o in optimizers.values() for s in o.state.values()
+                   if isinstance(s.get("step"), torch.Tensor) and s["step"].device.type != "cpu"})
+
+
+def judge(ctx: Context, loaded: Any) -> Outcome:
+    """The resume verdict for ``loaded``: bitwise in the same environment, else within ``resume_atol``."""
+    # a copy: Optimizer.load_state_dict shares the loaded tensors and step() updates them in place
+    state = ctx.fmt.resumable(copy.deepcopy(loaded))
+    models = resume_one_step(ctx, state)
+    if ctx.same_numerics:
+        actual = fingerprint({name: m.state_dict() for name, m in models.items()})["tensors"]
+        problems = fingerprint_differences(ctx.entry["next_step"], actual, ("dtype", "shape", "hash"))
+        if problems:
+            return failed("resumed step differs from the uninterrupted one: " + summarize(problems, len(actual)))
+        return passed(f"step {ctx.case_section['steps'] + 1} after resume is bit-identical to an uninterrupted run")
+    reference = ctx.stored.get("next_step")
+    if reference is None:
+        return skipped("the producer stored no next-step state (too large); only same-environment resumes are checked")
+    actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
+    worst, where = max_abs_difference(reference, actual)
+    atol = float(ctx.case_section["resume_atol"])
+    if worst > atol:
+        return failed(f"resumed step is {worst:.3g} away from the producer's uninterrupted step at {where} "
+                      f"(atol {atol:g})")
+    return passed(f"resumed step within {worst:.3g} of the producer's uninterrupted step (atol {atol:g})")

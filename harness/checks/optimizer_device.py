@@ -1,0 +1,78 @@
+"""``optimizer_device``: a CUDA-tagged training checkpoint mapped to the CPU resumes correctly and
+Adam's ``step`` stays a CPU tensor (pytorch#80809); with a GPU, a CPU checkpoint resumes on it.
+The resumed step is the ``resume`` check's own (:mod:`harness.checks._resume`), judged the same way."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from harness import compat, cuda_tags
+from harness.checks import Check, Context, Outcome, failed, passed, register
+from harness.checks import _devices
+from harness.checks._compare import max_abs_difference
+from harness.checks._resume import judge, restore, resume_one_step, steps_off_cpu
+from harness.formats import Format
+
+
+class OptimizerDeviceCheck(Check):
+    name = "optimizer_device"
+    description = ("optimizer state moved across devices resumes correctly; Adam's step stays a CPU tensor "
+                   "(pytorch#80809)")
+    needs_case = True
+
+    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+        if "optimizer" not in fmt.holds:
+            return f"{fmt.name} holds no optimizer state"
+        return _devices.retaggable(fmt, entry)
+
+    def run(self, ctx: Context) -> Outcome:
+        with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="cuda-tags-") as folder:
+            try:
+                tagged = _devices.tagged_copy(ctx, Path(folder), "cuda:0")
+            except cuda_tags.TagError as exc:
+                return failed(f"could not make a CUDA-tagged copy: {exc}")
+            loaded = ctx.load("cpu", path=tagged.path)
+        _, optimizers, _ = restore(ctx, ctx.fmt.resumable(copy.deepcopy(loaded)))
+        misplaced = steps_off_cpu(optimizers)
+        if misplaced:
+            return failed(f"after map_location='cpu' and optimizer.load_state_dict, step is not a CPU tensor: "
+                          f"{', '.join(misplaced)}")
+        resumed = judge(ctx, loaded)
+        if resumed.status != "pass":
+            return Outcome(resumed.status, f"cuda:0-tagged checkpoint mapped to cpu: {resumed.detail}")
+        detail = f"cuda:0-tagged checkpoint mapped to cpu: step on cpu; {resumed.detail}"
+        if compat.cuda_device_count():
+            problem, note = resume_on_cuda(ctx)
+            if problem:
+                return failed(problem)
+            detail += f"; {note}"
+        return passed(detail)
+
+
+def resume_on_cuda(ctx: Context) -> tuple[Optional[str], str]:
+    """A CPU checkpoint loaded with map_location='cuda:0' into models on cuda:0 resumes within tolerance."""
+    state = ctx.fmt.resumable(ctx.load("cuda:0"))
+    _, optimizers, _ = restore(ctx, copy.deepcopy(state), "cuda:0")
+    wrong = steps_off_cpu(optimizers)
+    if wrong:
+        return f"map_location='cuda:0' then optimizer.load_state_dict put step on {wrong}", ""
+    reference = ctx.stored.get("next_step")
+    if reference is None:
+        return None, "GPU resume not compared (no stored next step)"
+    models = resume_one_step(ctx, state, "cuda:0")
+    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for n in models.values() for m in n.modules()):
+        return None, "step on cpu after loading onto cuda:0 (dropout draws from the CUDA generator: values not compared)"
+    actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
+    worst, where = max_abs_difference(reference, actual)
+    atol = float(ctx.case_section["resume_atol"])
+    if worst > atol:
+        return f"resumed on cuda:0, {worst:.3g} away from the producer's next step at {where} (atol {atol:g})", ""
+    return None, f"resumed on cuda:0 within {worst:.3g} (step stays on cpu)"
+
+
+register(OptimizerDeviceCheck())

@@ -1,0 +1,23 @@
+"""torch.export programs (``torch.export.save``): a ``.pt2`` zip (``archive_format``/``models/``, or the
+older ``serialized_exported_program.json`` layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.containers import Container, register
+from harness.containers import _zip
+
+
+class ExportArchive(Container):
+    name = "pt2"
+    description = "torch.export .pt2 zip archive"
+
+    def recognises(self, path: Path) -> bool:
+        return _zip.is_zip(path) and _zip.is_export(_zip.records(path)) and not _zip.is_torchscript(_zip.records(path))
+
+    def tensor_bytes(self, path: Path) -> int:
+        return _zip.tensor_bytes(path)
+
+
+PT2 = register(ExportArchive())

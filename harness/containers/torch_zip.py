@@ -1,0 +1,41 @@
+"""``torch.save``'s zip container (the default since 1.6): ``<root>/data.pkl`` plus ``<root>/data/<key>``
+records, one per storage, aligned to 64 bytes."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from harness.containers import Container, ContainerError, register
+from harness.containers import _zip
+
+
+class TorchZip(Container):
+    name = "torch_zip"
+    description = "torch.save zip container (data.pkl and data/<key> records)"
+
+    def recognises(self, path: Path) -> bool:
+        if not _zip.is_zip(path):
+            return False
+        names = _zip.records(path)
+        return "data.pkl" in names and not _zip.is_torchscript(names) and not _zip.is_export(names)
+
+    def tensor_bytes(self, path: Path) -> int:
+        return _zip.tensor_bytes(path)
+
+
+def data_pkl(archive: zipfile.ZipFile) -> str:
+    """The name of the archive's one ``data.pkl`` record."""
+    names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(names) != 1:
+        raise ContainerError(f"expected one data.pkl record in the archive, found {len(names)}")
+    return names[0]
+
+
+def read_pickle(path: Path) -> bytes:
+    """The bytes of the archive's ``data.pkl`` (read, never unpickled)."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(data_pkl(archive))
+
+
+TORCH_ZIP = register(TorchZip())

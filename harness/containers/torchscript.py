@@ -1,0 +1,22 @@
+"""TorchScript archives (``torch.jit.save``): a zip with ``code/``, ``constants.pkl`` and ``data/`` records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.containers import Container, register
+from harness.containers import _zip
+
+
+class TorchScriptArchive(Container):
+    name = "torchscript"
+    description = "TorchScript zip archive (code/, constants.pkl, data.pkl, data/)"
+
+    def recognises(self, path: Path) -> bool:
+        return _zip.is_zip(path) and _zip.is_torchscript(_zip.records(path))
+
+    def tensor_bytes(self, path: Path) -> int:
+        return _zip.tensor_bytes(path)
+
+
+TORCHSCRIPT = register(TorchScriptArchive())
