@@ -289,3 +289,51 @@ def cuda_device_count() -> int:
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # pragma: no cover - broken driver installs
         return 0
+
+
+# -- ONNX and torch.distributed.checkpoint (feature probes only) ---------------------------------
+
+
+def onnx_unavailable() -> Optional[str]:
+    """None when ``torch.onnx.export`` exists and onnx and onnxruntime import, else why not."""
+    if not hasattr(getattr(torch, "onnx", None), "export"):
+        return "torch.onnx.export does not exist in this release"
+    for name in ("onnx", "onnxruntime"):
+        _, reason = import_optional(name)
+        if reason:
+            return f"{reason} (install the onnx extra)"
+    return None
+
+
+def onnx_export_kwargs() -> dict[str, Any]:
+    """Keywords that pick the TorchScript-based exporter: ``dynamo=False`` where ``torch.onnx.export``
+    has a ``dynamo`` switch (2.5+; the dynamo exporter became the default in 2.9), else nothing (the
+    only exporter older releases offer)."""
+    parameters = inspect.signature(torch.onnx.export).parameters
+    return {"dynamo": False} if "dynamo" in parameters else {}
+
+
+def dcp_unavailable() -> Optional[str]:
+    """None when ``torch.distributed.checkpoint`` has ``save``/``load`` and the ``state_dict`` helpers
+    (get/set_model_state_dict, get/set_optimizer_state_dict; 2.2+), else why not."""
+    if not torch.distributed.is_available():
+        return "torch.distributed is not available in this build"
+    dcp, reason = import_optional("torch.distributed.checkpoint")
+    if reason:
+        return reason
+    helpers, reason = import_optional("torch.distributed.checkpoint.state_dict")
+    if reason:
+        return reason
+    missing = [n for n in ("save", "load") if not hasattr(dcp, n)]
+    missing += [n for n in ("get_model_state_dict", "set_model_state_dict", "get_optimizer_state_dict",
+                            "set_optimizer_state_dict") if not hasattr(helpers, n)]
+    return f"torch.distributed.checkpoint lacks {', '.join(missing)}" if missing else None
+
+
+def dcp_format_utils() -> Optional[str]:
+    """None when ``dcp_to_torch_save`` and ``torch_save_to_dcp`` exist (2.3+), else why not."""
+    utils, reason = import_optional("torch.distributed.checkpoint.format_utils")
+    if reason:
+        return reason
+    missing = [n for n in ("dcp_to_torch_save", "torch_save_to_dcp") if not hasattr(utils, n)]
+    return f"torch.distributed.checkpoint.format_utils lacks {', '.join(missing)}" if missing else None

@@ -24,7 +24,7 @@ from harness import placement
 from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
 from harness.errors import HarnessError
 from harness.fingerprint import collect_metadata, describe_tensor, fingerprint, module_modes, optimizer_fingerprint
-from harness.formats import FORMATS, Format
+from harness.formats import FORMATS, CannotSave, Format
 from harness.manifest import MANIFEST_NAME, SCHEMA, write_atomic
 from harness.records import describe_exception, one_line
 
@@ -150,6 +150,14 @@ def _next_step_state(prepared: Prepared) -> dict[str, torch.Tensor]:
             for key, value in model.state_dict().items()}
 
 
+def _remove(path: Path) -> None:
+    """Remove a half-written artifact: a file, or a folder for folder formats."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optional[dict]) -> dict[str, Any]:
     entry: dict[str, Any] = {"case": prepared.case.name, "format": fmt.name}
     reason = fmt.unavailable()
@@ -181,11 +189,11 @@ def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optio
         if fmt.own_program:
             outputs = forward_outputs(fmt.modules(payload, prepared.case), prepared.inputs)
             entry["outputs"] = {name: describe_tensor(t) for name, t in outputs.items()}
+    except CannotSave as exc:
+        _remove(path)
+        return {**entry, "status": "skip", "detail": f"cannot be saved in this format here: {one_line(str(exc))}"}
     except Exception as exc:  # a save that raises is a finding for this entry, not a crash of produce
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        _remove(path)
         return {**entry, "status": "error", "detail": f"save failed: {describe_exception(exc)}"}
     if "optimizer" in fmt.holds:
         entry["optimizer"] = {name: optimizer_fingerprint(opt.state_dict()) for name, opt in prepared.optimizers.items()}

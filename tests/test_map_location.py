@@ -17,6 +17,7 @@ from harness import env as envmod
 from harness.checks import _devices as checks
 from harness.containers.legacy import OBJECT_PICKLE, pickle_spans as legacy_pickle_spans
 from harness.fingerprint import hash_file
+from harness.formats import FORMATS, LoadRequest
 from tests.conftest import index, records, run_cli
 
 consume_module = importlib.import_module("harness.consume")
@@ -72,13 +73,15 @@ def test_tagged_copy_needs_map_location_without_cuda(saved: Path, tmp_path: Path
     with pytest.raises(Exception, match=checks.CUDA_UNAVAILABLE):
         torch.load(copy, **compat.torch_load_kwargs(True if compat.has_weights_only() else None))
     reference = _state()
-    for form in checks.forms():
-        for source in checks.sources(copy):
-            loaded = checks.load(copy, "weights_only" if compat.has_weights_only() else "default", form.value(), source)
+    fmt = FORMATS.get(f"state_dict_{saved.stem}")
+    mode = "weights_only" if compat.has_weights_only() else "default"
+    for form in checks.forms_for(fmt):
+        for source in checks.sources_for(fmt):
+            loaded = fmt.open(copy, LoadRequest(mode, form.value(), source))
             for key, tensor in reference.items():
-                assert str(loaded[key].device) == form.device, (form.label, source.label)
+                assert str(loaded[key].device) == form.device, (form.label, source)
                 if form.device == "cpu":
-                    assert torch.equal(loaded[key], tensor), (form.label, source.label, key)
+                    assert torch.equal(loaded[key], tensor), (form.label, source, key)
             assert loaded["view"].storage_offset() == reference["view"].storage_offset()
 
 
@@ -154,6 +157,7 @@ def _run_checks(artifacts: Path, tmp_path: Path, names: tuple[str, ...], fmt: st
     """The named checks on the batchnorm artifact of ``fmt``, in this process (so tests can tamper)."""
     found = [a for a in consume_module.collect([artifacts]) if (a.entry["case"], a.entry["format"]) == ("batchnorm", fmt)]
     registry = consume_module.CHECKS
+    registry.discover()
     everything = dict(registry._entries)
     registry._entries = {n: c for n, c in everything.items() if n in names}
     try:

@@ -101,7 +101,7 @@ class Context:
     def load(self, map_location: Any = None, source: str = "path", path: Optional[Path] = None) -> Any:
         """Load the artifact again — or ``path``, a copy made from it in ``workdir`` — through the format,
         in this context's load mode: a check never opens an artifact or calls a loader itself."""
-        request = LoadRequest(self.load_mode, map_location, source, self.case)
+        request = LoadRequest(self.load_mode, map_location, source, self.case, trusted=True)  # consume verified it
         return self.fmt.open(path or self.artifact, request)
 
     @functools.cached_property

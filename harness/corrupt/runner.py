@@ -66,6 +66,8 @@ def load_sources(manifests: Iterable[dict[str, Any]], max_bytes: int = DEFAULT_M
             path = root / entry["file"]
             if entry["format"] not in FORMATS.names():
                 left_out.append(f"{path}: format {entry['format']!r} is unknown to this harness")
+            elif path.is_dir():
+                left_out.append(f"{path}: a folder artifact; corrupt damages single-file containers only")
             elif entry["file_bytes"] > max_bytes:
                 left_out.append(f"{path}: {entry['file_bytes']} bytes, over --max-bytes {max_bytes}")
             else:

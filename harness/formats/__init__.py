@@ -48,6 +48,11 @@ def map_location_form(value: Any) -> str:
     return "callable"
 
 
+class CannotSave(Exception):
+    """This case cannot be written in this format by this release (an exporter refuses the model): the
+    producer records a skip with the message as its reason."""
+
+
 class Unsupported(NotImplementedError):
     """The request asks for something the format's capabilities do not offer."""
 
@@ -87,6 +92,9 @@ class LoadRequest:
     map_location: Any = None
     source: str = "path"
     case: Optional[Case] = None
+    #: the artifact is one the harness wrote and whose hash it verified: only then may a load run a
+    #: full unpickle (the ``unsafe`` mode, or a format whose capabilities say ``unpickles``)
+    trusted: bool = False
 
 
 Source = Union[Path, io.BytesIO]
@@ -172,6 +180,9 @@ class Format:
         if request.source not in caps.sources:
             raise Unsupported(f"{self.name} cannot be read from {request.source} "
                               f"(sources: {', '.join(s for s in SOURCES if s in caps.sources)})")
+        if (request.mode == "unsafe" or caps.unpickles) and not request.trusted:
+            raise Unsupported(f"loading {self.name} in mode {request.mode!r} runs a full unpickle: only for artifacts "
+                              "the harness wrote and verified (a trusted request)")
         form = map_location_form(request.map_location)
         if form not in caps.map_locations:
             raise Unsupported(f"{self.name}'s loader takes no {form} map_location")

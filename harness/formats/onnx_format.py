@@ -1,0 +1,127 @@
+"""ONNX: the case's model exported with ``torch.onnx.export`` (the TorchScript-based exporter where the
+release offers the choice, see :func:`harness.compat.onnx_export_kwargs`), checked with ``onnx.checker``
+and run with onnxruntime. No pickle; loads without the case's code.
+
+The payload is the exported ``ModelProto``; saving writes it, loading parses and checks it again. The
+loaded model runs through onnxruntime on the case's fixed inputs: the ``outputs`` check holds it to the
+producer's ONNX outputs bit for bit in the same environment and to the eager model within the case's
+tolerance elsewhere. At export the runtime's outputs are also held to the eager model's within
+tolerance, so an export that changes the numerics is an error, not a baseline. A model the exporter
+refuses is a skip with the exporter's reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from harness import compat
+from harness.case import Case, Prepared
+from harness.formats import Capabilities, CannotSave, Format, Source, register
+
+#: metadata key holding the eager output's pytree structure (ONNX outputs are a flat list)
+OUTPUT_TREE = "ckpt_harness.output_tree"
+
+
+class OnnxModule(nn.Module):
+    """Runs an ONNX model with onnxruntime on the CPU, taking and returning torch tensors."""
+
+    def __init__(self, proto: Any) -> None:
+        super().__init__()
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.tree = {p.key: p.value for p in proto.metadata_props}.get(OUTPUT_TREE)
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        flat = {f"input_{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
+        results = [torch.from_numpy(r.copy()) for r in self.session.run(None, {n: flat[n] for n in self.names})]
+        if self.tree is None:
+            return results[0] if len(results) == 1 else tuple(results)
+        from torch.utils import _pytree
+
+        return _pytree.tree_unflatten(results, _pytree.treespec_loads(self.tree))
+
+
+def export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+    """The ``ModelProto`` of ``model`` (eval mode) on ``inputs``; CannotSave when the exporter refuses it."""
+    import onnx
+    from torch.utils import _pytree
+
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, inputs, buffer, input_names=[f"input_{i}" for i in range(len(inputs))],
+                              **compat.onnx_export_kwargs())
+    except Exception as exc:
+        raise CannotSave(f"torch.onnx.export refuses this model: {type(exc).__name__}: {exc}") from None
+    proto = onnx.load_model_from_string(buffer.getvalue())
+    with torch.no_grad():
+        _, spec = _pytree.tree_flatten(model(*inputs))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = OUTPUT_TREE, _pytree.treespec_dumps(spec)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+class Onnx(Format):
+    name = "onnx"
+    description = "torch.onnx.export(model.eval(), inputs), checked with onnx.checker, run with onnxruntime"
+    holds = frozenset({"weights", "module"})
+    own_program = True
+    suffix = ".onnx"
+    capabilities = Capabilities(sources=frozenset({"path", "BytesIO"}), container="onnx")
+
+    def unavailable(self) -> Optional[str]:
+        return compat.onnx_unavailable()
+
+    def payload(self, prepared: Prepared) -> Any:
+        model = copy.deepcopy(prepared.single).eval()
+        inputs = prepared.inputs["model"]
+        proto = export(model, inputs)
+        with torch.no_grad():
+            expected, _ = _flat(model(*inputs))
+        actual, _ = _flat(OnnxModule(proto)(*inputs))
+        worst = max((float((a.double() - e.double()).abs().max()) for a, e in zip(actual, expected) if a.numel()),
+                    default=0.0)
+        if len(actual) != len(expected) or worst > prepared.case.atol:
+            raise ValueError(f"onnxruntime's outputs of the export differ from the eager model's by {worst:.3g} "
+                             f"(atol {prepared.case.atol:g}; {len(actual)} vs {len(expected)} outputs)")
+        return proto
+
+    def save(self, payload: Any, path: Path) -> None:
+        import onnx
+
+        onnx.save_model(payload, str(path))
+
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+        import onnx
+
+        proto = onnx.load_model(str(source) if isinstance(source, Path) else source)
+        onnx.checker.check_model(proto)
+        return proto
+
+    def contents(self, obj: Any) -> Any:
+        from onnx import numpy_helper
+
+        return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in obj.graph.initializer}
+
+    def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
+        return {"model": OnnxModule(obj)}
+
+
+def _flat(output: Any) -> tuple[list[torch.Tensor], Any]:
+    from torch.utils import _pytree
+
+    return _pytree.tree_flatten(output)
+
+
+register(Onnx())
