@@ -128,7 +128,7 @@ class ReleaseEnv:
     reinstall; a change to pyproject.toml does reinstall it.
     """
 
-    def __init__(self, session: nox.Session, torch: str, extras: str = "safetensors") -> None:
+    def __init__(self, session: nox.Session, torch: str, extras: str = "safetensors,onnx") -> None:
         self.session = session
         self.release = RELEASES[torch]
         self.path = ENVS / f"torch-{torch}"

@@ -265,3 +265,55 @@ def test_every_new_format_is_registered_with_its_container() -> None:
     for name in NEW_FORMATS:
         fmt = FORMATS.get(name)
         assert containers.get(fmt.capabilities.container)
+
+
+# -- check: inspection recognises the new containers -------------------------------------------
+
+
+def test_inspection_recognises_the_new_containers(tmp_path: Path, tied) -> None:
+    from harness.commands.check import _validate
+    from harness.inspect import CORRUPT, inspect_file
+
+    folder = _saved("sharded_safetensors", tied, tmp_path)
+    found = inspect_file(folder)
+    assert (found.container, found.structure) == ("sharded_safetensors", "state_dict")
+    assert found.bytes == FORMATS.get("sharded_safetensors").stored_tensor_bytes(folder)
+    _validate([folder])
+    saved = {"dcp": None, "onnx": None}
+    if not compat.dcp_unavailable():
+        saved["dcp"] = _saved("dcp", tied, tmp_path)
+    if not compat.onnx_unavailable():
+        saved["onnx"] = _saved("onnx", prepare(CASES.get("simple")), tmp_path)
+    for name, path in saved.items():
+        if path is not None:
+            assert inspect_file(path).container == name
+    next(folder.glob("model-*.safetensors")).unlink()
+    broken = inspect_file(folder)
+    assert broken.container == CORRUPT and "missing shard" in broken.detail
+    (tmp_path / "plain").mkdir()
+    assert inspect_file(tmp_path / "plain").container == "not a checkpoint"
+
+
+# -- DCP across 2 gloo processes (subprocesses: slow) ------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(compat.dcp_unavailable()), reason=str(compat.dcp_unavailable()))
+def test_dcp_reshards_between_two_gloo_ranks_and_one_process(tmp_path: Path) -> None:
+    from harness.formats import _dcp_ranks as ranks
+
+    answers = ranks.run_ranks("save", tmp_path / "two", tmp_path / "two.pt")
+    assert answers == [{"rank": 0, "saved": True}, {"rank": 1, "saved": True}], answers
+    assert len(list((tmp_path / "two").glob("*.distcp"))) == 2
+    assert ranks.load(tmp_path / "two", tmp_path / "two.pt", sharded=False) == []  # 2 -> 1
+    reference = torch.load(tmp_path / "two.pt", weights_only=True)
+    assert set(reference["optim"]["state"]["0.weight"]) >= {"exp_avg", "exp_avg_sq", "step"}
+    ranks.save(tmp_path / "one", tmp_path / "one.pt", sharded=False)
+    answers = ranks.run_ranks("load", tmp_path / "one", tmp_path / "one.pt")  # 1 -> 2
+    assert [a.get("differences") for a in answers] == [[], []], answers
+    # the comparison can fail: a reference from other weights is caught on both ranks
+    other = torch.load(tmp_path / "one.pt", weights_only=True)
+    other["optim"]["state"]["0.weight"]["exp_avg"] += 1
+    torch.save(other, tmp_path / "other.pt")
+    answers = ranks.run_ranks("load", tmp_path / "one", tmp_path / "other.pt")
+    assert all(a["differences"] == [".optim.state.0.weight.exp_avg: values differ"] for a in answers), answers

@@ -59,9 +59,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
 def _validate(files: list[Path]) -> None:
     for path in files:
         if path.is_dir():
-            raise HarnessError(f"{path} is a folder: pass the checkpoint files in it (e.g. {path}/*.pt)")
-        if not path.is_file():
+            if not _checkpoint_folder(path):
+                raise HarnessError(f"{path} is a folder: pass the checkpoint files in it (e.g. {path}/*.pt)")
+        elif not path.is_file():
             raise HarnessError(f"no such file: {path}")
+
+
+def _checkpoint_folder(path: Path) -> bool:
+    """A folder that is itself one checkpoint (sharded safetensors, DCP), as :mod:`harness.containers` says."""
+    from harness import containers
+
+    found = containers.identify(path)
+    return found is not None and found.folder
 
 
 def _broken() -> tuple[str, ...]:

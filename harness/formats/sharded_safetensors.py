@@ -72,9 +72,11 @@ def save_sharded(state: dict[str, torch.Tensor], folder: Path) -> None:
     storages: dict[Any, int] = {}
     for tensor in kept.values():
         storages[compat.storage_key(tensor)] = storages.get(compat.storage_key(tensor), 0) + 1
-    # a partial view of another kept tensor's storage is written as its own copy (safetensors refuses
-    # overlapping tensors); the fresh model's code makes it a view again on load
-    kept = {k: v.clone() if storages[compat.storage_key(v)] > 1 or not v.is_contiguous() else v for k, v in kept.items()}
+    # a partial view of another kept tensor's storage is written as its own copy, and a transposed or
+    # channels_last one in row-major order (safetensors refuses both as they are); the fresh model's
+    # code makes them views and layouts again on load
+    kept = {k: v.clone(memory_format=torch.contiguous_format) if storages[compat.storage_key(v)] > 1
+            or not v.is_contiguous() else v for k, v in kept.items()}
     folder.mkdir()
     groups = split(kept)
     weight_map, total = {}, 0

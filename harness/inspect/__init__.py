@@ -71,6 +71,12 @@ def inspect_file(path: Path) -> Inspection:
     from harness.inspect.containers import DETECTORS
 
     path = Path(path)
+    if path.is_dir():  # a folder layout (sharded safetensors, DCP): only harness.containers knows them
+        from harness import containers
+        from harness.inspect.containers import recognised_elsewhere
+
+        found = recognised_elsewhere(path, b"", containers.artifact_bytes(path))
+        return found or Inspection(str(path), 0, NOT_A_CHECKPOINT, "a folder that is no known checkpoint layout")
     size = path.stat().st_size
     with open(path, "rb") as stream:
         head = stream.read(64)

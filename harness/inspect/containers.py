@@ -260,6 +260,31 @@ def _pickle_into(found: Inspection, data: bytes | BinaryIO) -> PickleSkeleton:
     return skeleton
 
 
+# -- containers recognised by harness.containers alone (ONNX; sharded safetensors and DCP folders) ------
+
+@detector
+def recognised_elsewhere(path: Path, head: bytes, size: int) -> Optional[Inspection]:
+    """A container :mod:`harness.containers` recognises that no pickle-reading detector above covers."""
+    from harness import containers
+
+    found = containers.identify(path)
+    if found is None or found.name not in FOREIGN:
+        return None
+    inspection = Inspection(str(path), size, found.name, found.description)
+    problems = found.problems(path)
+    if problems:
+        return _broken(inspection, CORRUPT, f"{found.description}: " + "; ".join(problems[:3]))
+    inspection.bytes = found.tensor_bytes(path)
+    inspection.structure = FOREIGN[found.name]
+    inspection.unsafe_globals = [] if found.name != "dcp" else None
+    return inspection
+
+
+#: containers inspected through harness.containers, and what their structure is
+FOREIGN = {"onnx": "ONNX graph", "sharded_safetensors": shapes.STATE_DICT,
+           "dcp": "torch.distributed.checkpoint folder (its .metadata is a pickle: load only trusted folders)"}
+
+
 def _unsafe(names: list[str]) -> Optional[list[str]]:
     from harness import compat
 

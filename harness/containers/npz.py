@@ -1,0 +1,29 @@
+"""numpy ``.npz`` archives: a zip of ``<name>.npy`` records (numpy's own format), no torch pickle."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from harness.containers import Container, register
+from harness.containers import _zip
+
+
+class NpzArchive(Container):
+    name = "npz"
+    description = "numpy .npz archive (a zip of .npy arrays)"
+
+    def recognises(self, path: Path) -> bool:
+        if not _zip.is_zip(path):
+            return False
+        names = list(_zip.records(path))
+        return bool(names) and all(name.endswith(".npy") for name in names)
+
+    def tensor_bytes(self, path: Path) -> int:
+        import numpy
+
+        with numpy.load(path, allow_pickle=False) as arrays:
+            return sum(arrays[name].nbytes for name in arrays.files)
+
+
+NPZ = register(NpzArchive())
