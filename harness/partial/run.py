@@ -33,8 +33,17 @@ def run_scenario(scenario: Scenario, source: Mapping[str, Any], case: Case) -> O
     try:
         detail = _run_assign(scenario, source, case) if scenario.assign else _run_plain(scenario, source, case)
     except Mismatch as exc:
-        return failed(str(exc))
+        return failed(f"{exc} | {_plan_and_fix(scenario, source, case)}")
     return passed(detail)
+
+
+def _plan_and_fix(scenario: Scenario, source: Mapping[str, Any], case: Case) -> str:
+    """The plan and the fix of a scenario, for a failure's message: a failing check still says what to do."""
+    try:
+        expected = plan(source, scenario.build_target(case))
+    except Exception as exc:  # the target does not even build: say so instead of the plan
+        return f"plan unavailable: {type(exc).__name__}: {exc}"
+    return f"plan: {expected.describe()} | fix: {scenario.fix or 'none needed'}"
 
 
 # -- plain targets ------------------------------------------------------------------------------
@@ -56,7 +65,8 @@ def _check_lenient(target: nn.Module, source: Mapping[str, Any], expected: LoadP
     if expected.mismatched:
         if error is None:
             raise Mismatch(f"strict=False loaded although {_keys(expected.mismatched)} differ in shape")
-        _require_named(error, expected, "strict=False")
+        # strict=False raises for size mismatches only, and its message lists only them (2.5.1 … 2.14.1)
+        _require_named(error, expected, "strict=False", keys=False)
         return f"strict=False raised as planned: {_flat(error)}"
     if error is not None:
         raise Mismatch(f"strict=False raised unplanned: {_flat(error)}")
@@ -189,11 +199,12 @@ def metadata_written_by_assign(target_factory: Any, state: Mapping[str, Any]) ->
     return sorted({key for name, entry in after.items() for key in set(entry) - before.get(name, set())})
 
 
-def _require_named(error: str, expected: LoadPlan, how: str) -> None:
-    """The error names every missing, unexpected and size-mismatched key the way PyTorch words it."""
-    absent = [f'missing "{k}"' for k in expected.missing if f'"{k}"' not in _section(error, "Missing key(s)")]
+def _require_named(error: str, expected: LoadPlan, how: str, keys: bool = True) -> None:
+    """The error names every size-mismatched key (and, with ``keys``, every missing and unexpected one)."""
+    absent = [f'missing "{k}"' for k in expected.missing
+              if keys and f'"{k}"' not in _section(error, "Missing key(s)")]
     absent += [f'unexpected "{k}"' for k in expected.unexpected
-               if f'"{k}"' not in _section(error, "Unexpected key(s)")]
+               if keys and f'"{k}"' not in _section(error, "Unexpected key(s)")]
     for key, (have, want) in expected.mismatched.items():
         wording = f"size mismatch for {key}: copying a param with shape {torch.Size(have)} from checkpoint, " \
                   f"the shape in current model is {torch.Size(want)}"
