@@ -44,6 +44,8 @@ class Expectation:
     consumer_torch: str = ""
     producer_torch: str = ""
     expires: Optional[datetime.date] = None
+    #: the catalog entry (harness/data/breaks.toml) this expectation is: its reason and ranges come from there
+    break_id: str = ""
 
     def expired(self, today: Optional[datetime.date] = None) -> bool:
         return self.expires is not None and (today or datetime.date.today()) > self.expires
@@ -73,6 +75,7 @@ def load(path: Path = DEFAULT_FILE) -> list[Expectation]:
     entries = []
     for raw in document.get("expected", []):
         ident = raw.get("id", "<no id>")
+        raw = _from_catalog(path, ident, dict(raw))
         unknown = set(raw) - {f.name for f in dataclasses.fields(Expectation)}
         if unknown or not raw.get("reason") or raw.get("outcome") not in ("fail", "error"):
             raise HarnessError(f"{path}: entry {ident!r} needs id, reason and outcome fail|error "
@@ -84,6 +87,25 @@ def load(path: Path = DEFAULT_FILE) -> list[Expectation]:
             raise HarnessError(f"{path}: entry {ident!r} has a bad torch range: {exc}") from None
         entries.append(Expectation(**raw))
     return entries
+
+
+def _from_catalog(path: Path, ident: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """An entry naming ``break = "id"`` takes its reason and torch ranges from the breaks catalog (only there)."""
+    if "break" not in raw:
+        return raw
+    from harness import breaks
+
+    duplicated = sorted({"reason", "consumer_torch", "producer_torch"} & set(raw))
+    if duplicated:
+        raise HarnessError(f"{path}: entry {ident!r} links break {raw['break']!r}: its {', '.join(duplicated)} "
+                           f"come from harness/data/breaks.toml, not from here")
+    known = breaks.load()
+    if raw["break"] not in known:
+        raise HarnessError(f"{path}: entry {ident!r} names break {raw['break']!r}, which is not in "
+                           f"harness/data/breaks.toml")
+    entry = known[raw.pop("break")]
+    return {**raw, "break_id": entry.id, "reason": entry.reason(), "consumer_torch": entry.consumer,
+            "producer_torch": entry.producer}
 
 
 def judge(record: dict[str, Any], expectations: list[Expectation],

@@ -32,6 +32,8 @@ class Release:
     def requirements(self) -> list[str]:
         """pip requirement strings: torch, its matched torchvision, its pins."""
         packages = [f"torch=={self.torch}", *self.pins]
+        if not any(p.startswith("numpy") for p in self.pins):
+            packages.append("numpy")  # never optional: checkpoints hold numpy values (issue 11)
         if self.torchvision:
             packages.append(f"torchvision=={self.torchvision}")
         return packages

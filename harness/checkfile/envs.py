@@ -10,12 +10,13 @@ safetensors. A stamp file marks a finished build, so an interrupted one is compl
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from harness import releases
 from harness.errors import HarnessError
@@ -49,24 +50,31 @@ def find(release: str) -> Optional[Path]:
     return None
 
 
-def ensure(release: str, log: Callable[[str], None]) -> Path:
-    """The interpreter for ``release``: reused when present, else built (minutes; several GB)."""
-    found = find(release)
+def ensure(release: str, log: Callable[[str], None], extra: Sequence[str] = ()) -> Path:
+    """The interpreter for ``release``: reused when present, else built (minutes; several GB).
+
+    ``extra`` requirements (a project's own dependencies, ``upgrade``'s config) get an environment
+    of their own, named by the release and a hash of the list.
+    """
+    found = None if extra else find(release)
     if found:
         return found
     wanted = releases.get(release)
-    env = cache_root() / f"torch-{release}"
+    suffix = "-" + hashlib.sha256("\n".join(sorted(extra)).encode()).hexdigest()[:10] if extra else ""
+    env = cache_root() / f"torch-{release}{suffix}"
+    if extra and (env / STAMP).exists() and interpreter(env).exists():
+        return interpreter(env)
     base = _python(wanted.python)
     log(f"building an environment for torch {release} in {env} (Python {wanted.python}; this takes minutes)")
     env.parent.mkdir(parents=True, exist_ok=True)
     logfile = env.parent / f"torch-{release}.log"
     with open(logfile, "w") as out:
         steps = [[base, "-m", "venv", str(env)],
-                 [str(interpreter(env)), "-m", "pip", "install", *wanted.requirements(), "safetensors"]]
+                 [str(interpreter(env)), "-m", "pip", "install", *wanted.requirements(), "safetensors", *extra]]
         for step in steps:
             if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
                 raise HarnessError(f"could not build the torch {release} environment: see {logfile}")
-    (env / STAMP).write_text(json.dumps({"release": release, "requirements": wanted.requirements()}))
+    (env / STAMP).write_text(json.dumps({"release": release, "requirements": [*wanted.requirements(), *extra]}))
     return interpreter(env)
 
 

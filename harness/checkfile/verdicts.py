@@ -37,6 +37,8 @@ class Verdict:
     headline: str = ""
     #: the allowlist search run in this release (harness.checkfile.safeglobals.verify), where weights_only refused
     verified_fix: Optional[dict[str, Any]] = None
+    #: ids of the known breaks (harness/data/breaks.toml) whose error pattern matches this release's loads
+    known_breaks: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,8 +71,19 @@ def judge(inspection: Inspection, release: str, result: dict[str, Any]) -> Verdi
                       map_location=result.get("map_location"), needs_globals=result.get("needs_globals"),
                       verified_fix=result.get("verified_fix"))
     verdict.headline = headline(inspection, result, ok)
+    verdict.known_breaks = known_breaks(release, result)
     verdict.fixes = [fix for fix in (r(inspection, result) for r in RULES) if fix]
     return verdict
+
+
+def known_breaks(release: str, result: dict[str, Any]) -> list[str]:
+    """Catalog entries (harness.breaks) that a failed load's message or a load's warning matches here."""
+    from harness import breaks
+
+    texts = [r["message"] for r in result["loads"].values() if r["status"] == "fail"]
+    texts += [w for r in result["loads"].values() for w in r.get("warnings", [])]
+    found = {b.id: None for text in texts for b in breaks.matching(result.get("torch") or release, text)}
+    return list(found)
 
 
 LOADS, FIXED, UNSAFE_ONLY, FAILS = ("loads", "loads after a fix (verified)",

@@ -136,6 +136,8 @@ def _print(reports: list[dict[str, Any]], out: Console) -> None:
                 colour = {"pass": "green", "fail": "red", "skip": "yellow"}[load["status"]]
                 message = f": {escape(load['message'])}" if load["message"] else ""
                 out.print(f"    [{colour}]{load['status']:<4}[/] {mode}{message}")
+            if verdict.get("known_breaks"):
+                out.print(f"    [dim]known breaks (harness/data/breaks.toml): {', '.join(verdict['known_breaks'])}[/]")
             for fix in verdict["fixes"]:
                 out.print(f"    [cyan]fix:[/] {escape(fix)}")
 

@@ -1,0 +1,295 @@
+"""Everything ``ckpt-harness upgrade`` does inside one release: ``python worker.py REQUEST.json``.
+
+Run with the release's interpreter from the user's project root, so it needs only the standard
+library, torch and the user's own code (which the user's project config names: their consent to run
+it). Checkpoints are loaded ``weights_only=True`` — with an allowlist only after
+:mod:`harness.checkfile.safeglobals` found and ran one — and with ``weights_only=False`` only where
+the config marks the file trusted. Each answer is written to the request's ``out`` JSON; tensors to
+compare across releases (outputs, resumed parameters, RNG draws) go to ``.pt`` files beside it.
+
+A problem with the config itself (a factory that does not exist or raises, a missing key) is
+reported as ``config_error``: in the release the user is on, the caller turns it into exit 2; in the
+target release the same failure is a finding.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+CHECK_WORKER = HERE.parent / "checkfile" / "worker.py"
+PREFIXES = ("module.", "_orig_mod.")
+
+
+def by_path(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ConfigError(Exception):
+    """The project config names something that is not there, or a factory it names raised."""
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def factory(reference: str, what: str) -> Callable[..., Any]:
+    """``module:attribute`` from the user's project (their config names it)."""
+    module_name, _, attribute = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"{what} {reference!r}: module {module_name!r} does not import ({one_line(exc)})") from None
+    if not hasattr(module, attribute):
+        raise ConfigError(f"{what} {reference!r}: {module_name} has no attribute {attribute!r}")
+    return getattr(module, attribute)
+
+
+def call(reference: str, what: str, *args: Any) -> Any:
+    function = factory(reference, what)
+    try:
+        return function(*args)
+    except Exception as exc:
+        raise ConfigError(f"{what} {reference!r} raised {one_line(exc)}") from None
+
+
+class Loader:
+    """Load the project's files the way their verdict says works here, keeping the code that did."""
+
+    def __init__(self, check: Any, compat: Any, files: dict[str, dict[str, Any]]) -> None:
+        self.check, self.compat, self.files, self.results = check, compat, files, {}
+
+    def verdict(self, path: str) -> dict[str, Any]:
+        if path not in self.results:
+            item = self.files[path]
+            self.results[path] = self.check.check_file(item, self.compat, item["trusted"])
+        return self.results[path]
+
+    def obtain(self, path: str) -> tuple[Any, str]:
+        """(the loaded object, the code that loaded it); ConfigError when no permitted load works here."""
+        import torch
+
+        if path not in self.files:
+            raise ConfigError(f"{path} is not one of the project's checkpoints (config `checkpoints`)")
+        result = self.verdict(path)
+        loads = result["loads"]
+        fix = result.get("verified_fix") or {}
+        location = result.get("map_location")
+        extra = f", map_location={location!r}" if location else ""
+        if loads.get("weights_only", {}).get("status") == "pass":
+            code = f"checkpoint = torch.load({path!r}, weights_only=True{extra})"
+            return torch.load(path, weights_only=True, map_location=location), code
+        if fix.get("status") == "loads":
+            scope: dict[str, Any] = {}
+            exec(compile(fix["code"], "<verified fix>", "exec"), scope)
+            return scope["checkpoint"], fix["code"]
+        if self.files[path]["trusted"] and loads.get("unsafe", {}).get("status") == "pass":
+            code = f"checkpoint = torch.load({path!r}, weights_only=False{extra})  # trusted in the project config"
+            return torch.load(path, weights_only=False, map_location=location), code
+        raise LoadRefused(f"{path} does not load here with any load the config permits")
+
+
+class LoadRefused(Exception):
+    """The file does not load in this release (its own verdict says why): the answer is 'not tried'."""
+
+
+def state_of(checkpoint: Any, key: str, path: str) -> Any:
+    if not key:
+        return checkpoint
+    if not isinstance(checkpoint, dict) or key not in checkpoint:
+        keys = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ConfigError(f"{path} has no key {key!r} (it has: {keys}); set `key` to one of them")
+    return checkpoint[key]
+
+
+def strip_code(state: dict[str, Any], model: Any) -> str:
+    """Code that strips a wrapper prefix the model does not have ('' when none is needed)."""
+    own = set(model.state_dict())
+    for prefix in PREFIXES:
+        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
+            return ("state_dict = {k[len(%r):] if k.startswith(%r) else k: v for k, v in state_dict.items()}"
+                    % (prefix, prefix))
+    return ""
+
+
+def plan(state: dict[str, Any], model: Any) -> dict[str, Any]:
+    own = model.state_dict()
+    mismatched = {k: [list(v.shape), list(own[k].shape)] for k, v in state.items()
+                  if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)}
+    return {"missing": sorted(set(own) - set(state)), "unexpected": sorted(set(state) - set(own)),
+            "mismatched": mismatched}
+
+
+def load_into(model: Any, state: Any, strict_if_clean: bool = True) -> dict[str, Any]:
+    """Load ``state`` into ``model`` with the smallest fix that works; the fix is code, run here."""
+    import torch
+
+    code = [strip_code(state, model)]
+    scope: dict[str, Any] = {"torch": torch, "model": model, "state_dict": dict(state)}
+    if code[0]:
+        exec(code[0], scope)
+    found = plan(scope["state_dict"], model)
+    if found["mismatched"]:
+        code.append("own = model.state_dict()\nstate_dict = {k: v for k, v in state_dict.items() "
+                    "if k not in own or own[k].shape == v.shape}")
+    clean = not (found["missing"] or found["unexpected"] or found["mismatched"])
+    code.append(f"result = model.load_state_dict(state_dict, strict={clean and strict_if_clean})")
+    snippet = "\n".join(c for c in code if c)
+    exec(snippet, scope)
+    loaded = {k: v for k, v in scope["state_dict"].items() if k in model.state_dict()}
+    own = model.state_dict()
+    same = all(torch.equal(own[k], v) for k, v in loaded.items() if hasattr(v, "shape"))
+    return {**found, "code": snippet, "ran": True, "values_equal": same, "loaded": len(loaded),
+            "needs_fix": bool(code[0]) or not clean}
+
+
+def to_batch(batch: Any) -> tuple[tuple, dict]:
+    if isinstance(batch, dict):
+        return (), batch
+    if isinstance(batch, (tuple, list)):
+        return tuple(batch), {}
+    return (batch,), {}
+
+
+def flat_tensors(value: Any, prefix: str = "out") -> dict[str, Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return {prefix: value.detach().cpu()}
+    if isinstance(value, dict):
+        return {k: t for key, item in value.items() for k, t in flat_tensors(item, f"{prefix}.{key}").items()}
+    if isinstance(value, (tuple, list)):
+        return {k: t for i, item in enumerate(value) for k, t in flat_tensors(item, f"{prefix}.{i}").items()}
+    return {}
+
+
+def run_model(spec: dict[str, Any], loader: Loader, out: Path) -> dict[str, Any]:
+    import torch
+
+    answer: dict[str, Any] = {}
+    checkpoint, load_code = loader.obtain(spec["checkpoint"])
+    state = state_of(checkpoint, spec.get("key", ""), spec["checkpoint"])
+    model = call(spec["factory"], "factory", *spec.get("factory_args", []))
+    answer["old_code"] = load_into(model, state)
+    answer["load_code"] = load_code
+    torch.manual_seed(0)
+    args, kwargs = to_batch(call(spec["batch"], "batch factory"))
+    model.eval()
+    with torch.no_grad():
+        outputs = flat_tensors(model(*args, **kwargs))
+    torch.save(outputs, out / f"model-{spec['name']}-outputs.pt")
+    answer["outputs"] = sorted(outputs)
+    if spec.get("new_factory"):
+        new_model = call(spec["new_factory"], "new_factory")
+        answer["partial"] = load_into(new_model, state, strict_if_clean=True)
+    return answer
+
+
+def rng_draws(checkpoint: Any, keys: dict[str, str]) -> dict[str, Any]:
+    """Draws from the restored RNG streams: a randn, a dropout mask and numpy's next floats."""
+    import numpy
+    import torch
+
+    if keys.get("torch_rng") and keys["torch_rng"] in checkpoint:
+        torch.set_rng_state(checkpoint[keys["torch_rng"]])
+    else:
+        torch.manual_seed(0)
+    draws = {"torch.randn": torch.randn(64),
+             "dropout mask": torch.nn.functional.dropout(torch.ones(256), 0.5, training=True)}
+    if keys.get("numpy_rng") and keys["numpy_rng"] in checkpoint:
+        numpy.random.set_state(checkpoint[keys["numpy_rng"]])
+        draws["numpy.random.rand"] = torch.from_numpy(numpy.random.rand(16))
+    return draws
+
+
+def run_training(spec: dict[str, Any], loader: Loader, out: Path) -> dict[str, Any]:
+    import torch
+
+    keys = {"model": "model", "optimizer": "optimizer", "scheduler": "scheduler", **spec.get("keys", {})}
+    checkpoint, load_code = loader.obtain(spec["checkpoint"])
+    for role in ("model", "optimizer") + (("scheduler",) if spec.get("scheduler") else ()):
+        state_of(checkpoint, keys[role], spec["checkpoint"])
+    model = call(spec["model"], "model factory")
+    fixed = load_into(model, checkpoint[keys["model"]])
+    optimizer = call(spec["optimizer"], "optimizer factory", model)
+    optimizer.load_state_dict(checkpoint[keys["optimizer"]])
+    scheduler = call(spec["scheduler"], "scheduler factory", optimizer) if spec.get("scheduler") else None
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint[keys["scheduler"]])
+    draws = rng_draws(checkpoint, keys)
+    rng_draws(checkpoint, keys)  # restore again: the steps start from the saved streams, not after the draws
+    loss_fn = factory(spec["loss"], "loss") if spec.get("loss") else None
+    model.train()
+    losses = []
+    for step in range(int(spec.get("steps", 3))):
+        torch.manual_seed(1000 + step)
+        args, kwargs = to_batch(call(spec["batch"], "batch factory"))
+        optimizer.zero_grad()
+        output = model(*args, **kwargs)
+        loss = loss_fn(output, *args) if loss_fn else sum(t.float().pow(2).mean() for t in flat_tensors(output).values())
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(float(loss.detach()))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {names[id(p)]: i for i, g in enumerate(optimizer.param_groups) for p in g["params"] if id(p) in names}
+    torch.save({"params": {n: p.detach().clone() for n, p in model.named_parameters()}, "groups": groups,
+                "rng": draws}, out / f"training-{spec['name']}.pt")
+    return {"load_code": load_code, "model_load": fixed, "losses": losses, "steps": len(losses),
+            "lr": [g["lr"] for g in optimizer.param_groups]}
+
+
+def guarded(what: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {"status": "ok", **what()}
+    except ConfigError as exc:
+        return {"status": "config_error", "error": str(exc)}
+    except LoadRefused as exc:
+        return {"status": "not_tried", "error": str(exc)}
+    except Exception as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        return {"status": "error", "error": f"{one_line(exc)} (at {Path(frame.filename).name}:{frame.lineno})"}
+
+
+def main(request_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    os.chdir(request["root"])
+    sys.path[:0] = request["sys_path"]
+    if sys.path and Path(sys.path[-1]).resolve() == HERE:  # never this folder
+        sys.path.pop()
+    check = by_path(CHECK_WORKER, "_ckpt_check_worker")
+    compat = check.load_compat()
+    import torch
+
+    out = Path(request["out"])
+    answers: dict[str, Any] = {"environment": {"torch": torch.__version__, "python": platform.python_version(),
+                                               "executable": sys.executable}, "imports": {}}
+    for name in request.get("imports", []):
+        answers["imports"][name] = guarded(lambda: (importlib.import_module(name), {})[1])
+    loader = Loader(check, compat, {f["path"]: f for f in request["files"]})
+    answers["files"] = {path: guarded(lambda: {"result": loader.verdict(path)}) for path in loader.files}
+    answers["models"] = {m["name"]: guarded(lambda: run_model(m, loader, out)) for m in request.get("models", [])}
+    answers["trainings"] = {t["name"]: guarded(lambda: run_training(t, loader, out))
+                            for t in request.get("trainings", [])}
+    (out / "answers.json").write_text(json.dumps(answers, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
