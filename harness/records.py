@@ -44,6 +44,9 @@ class Record:
     expected: Optional[dict[str, Any]] = None
     #: why this record fails the run ("unexpected fail", "unexpected pass ..."), or None
     problem: Optional[str] = None
+    #: how many outcomes this record stands for: a folded record (the checks a later load mode
+    #: leaves to the first, say) counts as ``count`` records of its status in every summary
+    count: int = 1
 
     def __post_init__(self) -> None:
         self.detail = one_line(self.detail)

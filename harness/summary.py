@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import fnmatch
 from typing import Any, Iterable, Optional
 
 from rich.console import Console
@@ -26,6 +27,42 @@ def outcome(record: dict[str, Any]) -> str:
     return record["status"]
 
 
+def judge_all(records: Iterable[dict[str, Any]], known: list[Any]) -> None:
+    """Judge every record again (the expectations may have changed since the run), in place.
+
+    Same verdicts as :func:`harness.expectations.judge` record by record, which it calls, but each
+    record is judged against only the entries whose case/format/check/load-mode patterns match it,
+    found with one pattern match per entry and distinct field value (a matrix has ~25,000 records
+    and a few dozen distinct values per field, so matching every entry against every record is
+    most of a report's time).
+    """
+    from harness.expectations import PATTERN_FIELDS, judge
+
+    field_matches: dict[tuple[str, str], frozenset[int]] = {}
+
+    def candidates(field: str, value: str) -> frozenset[int]:
+        key = (field, value)
+        if key not in field_matches:
+            field_matches[key] = frozenset(i for i, e in enumerate(known)
+                                           if fnmatch.fnmatchcase(value, getattr(e, field)))
+        return field_matches[key]
+
+    everyone = frozenset(range(len(known)))
+    for record in records:
+        record.pop("expected", None)
+        chosen = everyone
+        for field in PATTERN_FIELDS:
+            chosen = chosen & candidates(field, str(record.get(field, "")))
+            if not chosen:
+                break
+        record["problem"] = judge(record, [known[i] for i in sorted(chosen)])
+
+
+def weight(record: dict[str, Any]) -> int:
+    """How many outcomes a record stands for: 1, or a folded record's ``count``."""
+    return record.get("count") or 1
+
+
 def env_label(side: dict[str, Any]) -> str:
     """``torch/device`` of a record's producer or consumer: the rows and columns of the grids."""
     return f"{side['torch']}/{side['device']}"
@@ -38,7 +75,7 @@ def grid_counts(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], col
     """Outcome counts per (format, producer, consumer) cell."""
     cells: dict[tuple[str, str, str], collections.Counter] = collections.defaultdict(collections.Counter)
     for r in records:
-        cells[(r["format"], _env(r["producer"]), _env(r["consumer"]))][outcome(r)] += 1
+        cells[(r["format"], _env(r["producer"]), _env(r["consumer"]))][outcome(r)] += weight(r)
     return cells
 
 
@@ -51,7 +88,7 @@ def print_summary(records: Iterable[dict[str, Any]], console: Console) -> None:
         table.add_column(name, justify="right", style=STYLE[name])
     by_format: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for record in records:
-        by_format[record["format"]][outcome(record)] += 1
+        by_format[record["format"]][outcome(record)] += weight(record)
     totals: collections.Counter = collections.Counter()
     for fmt, counts in sorted(by_format.items()):
         totals.update(counts)

@@ -138,17 +138,21 @@ def test_markdown_json_junit_and_step_summary(results: list[Path], tmp_path: Pat
 
     all_records = [r for p in results for r in records(p)]
     summary = json.loads((out / "summary.json").read_text())
-    assert sum(summary["totals"].values()) == len(all_records)
+    assert sum(summary["totals"].values()) == sum(r.get("count", 1) for r in all_records)
     assert {g["format"] for g in summary["grids"]} == {r["format"] for r in all_records}
     assert {s["role"] for s in summary["sessions"]} == {"producer", "consumer"}
 
     suites = ET.parse(out / "junit.xml").getroot()
     assert suites.tag == "testsuites"
-    assert int(suites.get("tests")) == len(all_records) == len(suites.findall("./testsuite/testcase"))
-    xfails = sum(1 for r in all_records if r.get("expected"))
-    skipped = sum(1 for r in all_records if r["status"] == "skip") + xfails
-    assert int(suites.get("skipped")) == skipped
+    # one test case per artifact and producer -> consumer pair; skipped when none of its checks passed
+    artifacts: dict[tuple, list[str]] = collections.defaultdict(list)
+    for r in all_records:
+        artifacts[(r["format"], r["producer"]["torch"], r["consumer"]["torch"], r["case"])].append(r["status"])
+    assert int(suites.get("tests")) == len(artifacts) == len(suites.findall("./testsuite/testcase"))
+    assert int(suites.get("skipped")) == sum(1 for statuses in artifacts.values() if "pass" not in statuses) > 0
     assert int(suites.get("failures")) == 0 and int(suites.get("errors")) == 0
+    passed = sum(int(case.get("assertions")) for case in suites.iter("testcase"))
+    assert passed == sum(r.get("count", 1) for r in all_records if r["status"] == "pass" and not r.get("expected"))
 
 
 def test_benchmark_charts_are_embedded(results: list[Path], tmp_path: Path) -> None:

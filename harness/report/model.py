@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from packaging.version import InvalidVersion, Version
 
-from harness.expectations import Expectation, judge
-from harness.summary import env_label, grid_counts, outcome, weights_only_panel
+from harness.expectations import Expectation
+from harness.summary import env_label, grid_counts, judge_all, outcome, weight, weights_only_panel
 
 #: cell states, worst first; a cell takes the worst state any of its records has
 STATES = ("fail", "xfail", "pass", "skip", "missing")
@@ -111,9 +111,7 @@ def read(paths: list[Path]) -> list[dict[str, Any]]:
 
 def rejudge(records: list[dict[str, Any]], known: list[Expectation]) -> None:
     """Judge every record again: the expectations may have changed since the run."""
-    for record in records:
-        record.pop("expected", None)
-        record["problem"] = judge(record, known)
+    judge_all(records, known)
 
 
 def build(records: list[dict[str, Any]], sources: list[str]) -> View:
@@ -127,7 +125,9 @@ def build(records: list[dict[str, Any]], sources: list[str]) -> View:
     grids = [Grid(fmt, [(p, [_cell(counts.get((fmt, p, c)), by_cell.get((fmt, p, c), [])) for c in consumers])
                         for p in producers])
              for fmt in sorted({r["format"] for r in records})]
-    totals = collections.Counter(outcome(r) for r in records)
+    totals: collections.Counter = collections.Counter()
+    for r in records:
+        totals[outcome(r)] += weight(r)
     return View(producers, consumers, grids, weights_only_panel(records), _sessions(records), dict(totals),
                 sum(1 for r in records if r.get("problem")), sources, [_result(r) for r in records])
 
@@ -137,7 +137,7 @@ def _result(r: dict[str, Any]) -> dict[str, Any]:
     message = r.get("problem") or ((r.get("expected") or {}).get("reason") if kind == "xfail" else "") or ""
     return {"format": r["format"], "producer": env_label(r["producer"]), "consumer": env_label(r["consumer"]),
             "case": r["case"], "check": r["check"], "load_mode": r["load_mode"], "outcome": kind,
-            "problem": r.get("problem"), "detail": r.get("detail", ""), "message": message}
+            "problem": r.get("problem"), "detail": r.get("detail", ""), "message": message, "count": weight(r)}
 
 
 def release_order(label: str) -> tuple[Any, ...]:
@@ -180,7 +180,7 @@ def _sessions(records: list[dict[str, Any]]) -> list[Session]:
             env = r[role]
             key = (role, json.dumps(env, sort_keys=True))
             session = found.setdefault(key, Session(role, env_label(env), env, 0, []))
-            session.records += 1
+            session.records += weight(r)
             if r.get("_source") and r["_source"] not in session.sources:
                 session.sources.append(r["_source"])
     return sorted(found.values(), key=lambda s: (s.role != "consumer", s.label))
