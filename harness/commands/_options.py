@@ -29,6 +29,23 @@ def plugin_argument(parser: argparse.ArgumentParser) -> None:
                         help="import MODULE first so it can register cases, formats or checks (repeatable)")
 
 
+def jobs_argument(parser: argparse.ArgumentParser) -> None:
+    from harness.consume_pool import cores
+
+    parser.add_argument("--jobs", type=_positive, default=cores(), metavar="N",
+                        help="consume artifacts in N worker processes (default: the core count, here %(default)s)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 def selection_arguments(parser: argparse.ArgumentParser) -> None:
     plugin_argument(parser)
     parser.add_argument("--case", dest="cases", action="append", help="only this case (repeatable)")

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="device to load onto (default: cpu)")
     _options.plugin_argument(parser)
     _options.expectations_argument(parser)
+    _options.jobs_argument(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     check_output_file(args.results, "--results", inputs=args.artifacts)
     with RecordWriter(args.results) as writer:
         records = consume(args.artifacts, writer, args.device, _options.progress(console, "consuming"),
-                          _options.expectations(args))
+                          _options.expectations(args), args.jobs, args.plugins)
     return _options.report(records, console)
 
 

@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _options.selection_arguments(parser)
     parser.add_argument("--results", type=Path, help="also keep the records in this JSON-lines file")
     _options.expectations_argument(parser)
+    _options.jobs_argument(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         produce(Path(folder), args.cases, args.formats, args.device, False, _options.progress(console, "producing"))
         with RecordWriter(args.results) as writer:
             records = consume([Path(folder)], writer, args.device, _options.progress(console, "consuming"),
-                              _options.expectations(args))
+                              _options.expectations(args), args.jobs, args.plugins)
     return _options.report(records, console)
 
 
