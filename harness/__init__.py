@@ -21,17 +21,54 @@ from harness import _cases
 
 _cases.install()
 
-from harness.case import CASES, Case  # noqa: E402
-from harness.case import register as register_case  # noqa: E402
-from harness.checks import CHECKS, Check, Context, Outcome, failed, passed, skipped  # noqa: E402
-from harness.checks import register as register_check  # noqa: E402
-from harness.consume import consume  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
-from harness.fingerprint import fingerprint  # noqa: E402
-from harness.formats import FORMATS, Format  # noqa: E402
-from harness.formats import register as register_format  # noqa: E402
-from harness.produce import produce  # noqa: E402
-from harness.roundtrip import RoundTrip, roundtrip_model  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+import types  # noqa: E402
+from typing import Any  # noqa: E402
+
+#: each public name: (module, attribute), imported on first use. ``summary`` and ``report`` read
+#: records without torch, and importing torch was most of their time.
+_PUBLIC = {
+    "CASES": ("harness.case", "CASES"), "Case": ("harness.case", "Case"), "register_case": ("harness.case", "register"),
+    "CHECKS": ("harness.checks", "CHECKS"), "Check": ("harness.checks", "Check"),
+    "Context": ("harness.checks", "Context"), "Outcome": ("harness.checks", "Outcome"),
+    "failed": ("harness.checks", "failed"), "passed": ("harness.checks", "passed"),
+    "skipped": ("harness.checks", "skipped"), "register_check": ("harness.checks", "register"),
+    "consume": ("harness.consume", "consume"), "HarnessError": ("harness.errors", "HarnessError"),
+    "fingerprint": ("harness.fingerprint", "fingerprint"), "FORMATS": ("harness.formats", "FORMATS"),
+    "Format": ("harness.formats", "Format"), "register_format": ("harness.formats", "register"),
+    "produce": ("harness.produce", "produce"), "RoundTrip": ("harness.roundtrip", "RoundTrip"),
+    "roundtrip_model": ("harness.roundtrip", "roundtrip_model"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # the function, not the submodule of the same name (consume, produce, fingerprint)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
+
+class _Package(types.ModuleType):
+    """``harness.consume`` (and ``produce``, ``fingerprint``) is the public function, as it was when
+    this file imported them eagerly, even after the submodule of the same name is imported (which
+    would otherwise set the attribute to the module)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _PUBLIC.get(name, ("", ""))[1] == name \
+                and value.__name__ == _PUBLIC[name][0]:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "CASES", "CHECKS", "FORMATS", "Case", "Check", "Context", "Format", "HarnessError", "Outcome", "RoundTrip",

@@ -16,15 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from harness.expectations import judge
     from harness.records import read_records
-    from harness.summary import print_grid, print_summary, print_weights_only
+    from harness.summary import judge_all, print_grid, print_summary, print_weights_only
 
     records = read_records(args.results)
     known = _options.expectations(args)
-    for record in records:  # judged again: the expectations may have changed since the run
-        record.pop("expected", None)
-        record["problem"] = judge(record, known)
+    judge_all(records, known)  # judged again: the expectations may have changed since the run
     print_grid(records, Console())
     print_weights_only(records, Console())
     print_summary(records, Console())

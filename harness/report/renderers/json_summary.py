@@ -10,9 +10,10 @@ from harness.report.model import View
 
 
 def render(view: View) -> str:
-    document = dataclasses.asdict(view)
-    document.pop("charts")  # images belong in the HTML page
-    document.pop("results")  # every record is in the results files and junit.xml
+    # images belong in the HTML page; every record is in the results files and junit.xml
+    document = dataclasses.asdict(dataclasses.replace(view, charts=[], results=[]))
+    document.pop("charts")
+    document.pop("results")
     for grid, raw in zip(view.grids, document["grids"]):
         raw["state"] = grid.state
         raw["rows"] = [{"producer": producer, "cells": {consumer: {**dataclasses.asdict(cell), "summary": cell.summary}
