@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy
 import pytest
 import torch
 
-from harness.bench import pagecache, results
+from harness.bench import interleave, pagecache, results
 from harness.bench.compare import (BASELINE, FASTER, FEW_ROUNDS, REGRESSION, SAME, judge, parse_threshold,
                                    relative_to_baselines)
 from harness.bench.operations import OPERATIONS, Subject
@@ -319,3 +320,77 @@ def test_sizes_parse_in_binary_units() -> None:
     assert label(64 << 20) == "64MB" and label(3 << 30) == "3GB"
     with pytest.raises(HarnessError):
         parse_sizes("12")
+
+
+# -- interleaved rounds and the A/A noise floor (ratios within one run, no absolute times) ------
+
+def _spin(iterations: int):
+    """CPU work proportional to ``iterations`` (pure Python: no thread pool, no I/O)."""
+    def target() -> None:
+        total = 0
+        for i in range(iterations):
+            total += i
+    return target
+
+
+SPIN = 60_000
+
+
+def _pair(slower_by: float) -> "interleave.Verdict":
+    """A and B timed in one interleaved run on the process's CPU clock (another process on this shared
+    machine can preempt us but not add CPU time); B does ``1 + slower_by`` times A's work."""
+    timed = interleave.run({"a": interleave.Turn(_spin(SPIN)),
+                            "b": interleave.Turn(_spin(int(SPIN * (1 + slower_by))))},
+                           rounds=15, clock=time.process_time)
+    return interleave.compare(timed["a"], timed["b"], threshold=0.10)
+
+
+def test_schedule_interleaves_both_series_of_every_subject_and_rotates() -> None:
+    order = interleave.schedule(["a", "b", "c"], rounds=4)
+    rounds = [order[i:i + 6] for i in range(0, len(order), 6)]
+    assert all(sorted(r) == sorted((n, s) for n in "abc" for s in (0, 1)) for r in rounds)
+    assert len({r[0] for r in rounds}) == 4  # a different first turn each round
+
+
+def test_a_planted_20_percent_slowdown_is_flagged() -> None:
+    verdict = _pair(0.20)
+    assert verdict.regression, verdict
+
+
+def test_ten_identical_a_a_reruns_are_not_flagged() -> None:
+    verdicts = [_pair(0.0) for _ in range(10)]
+    assert not any(v.regression for v in verdicts), verdicts
+
+
+def test_gate_holds_back_within_the_noise_floor_and_flags_beyond_it() -> None:
+    ticks = iter(range(10**6))
+    clock = lambda: float(next(ticks))  # noqa: E731 - every timed region lasts exactly one tick
+    same = interleave.run({"a": interleave.Turn(lambda: None), "b": interleave.Turn(lambda: None)}, 3, clock=clock)
+    assert same["a"].floor == 0 and interleave.compare(same["a"], same["b"], 0.1).change == 0
+    noisy = interleave.Series([1.0, 1.0, 1.0], [1.3, 1.3, 1.3])  # an A/A pair 30 % apart
+    slower = interleave.Series([1.2] * 3, [1.2] * 3)
+    assert not interleave.compare(noisy, slower, 0.1).regression  # +20 % is inside a 30 % floor
+    quiet = interleave.Series([1.0] * 3, [1.0] * 3)
+    assert interleave.compare(quiet, slower, 0.1).regression
+    assert not interleave.compare(quiet, interleave.Series([1.05] * 3, [1.05] * 3), 0.1).regression
+
+
+def test_pin_threads_sets_torch_and_the_pools_of_child_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    for name in interleave.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    try:
+        interleave.pin_threads(1)
+        assert torch.get_num_threads() == 1
+        assert all(os.environ[name] == "1" for name in interleave.THREAD_VARIABLES)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bench_compare_gates_only_beyond_the_a_a_floor() -> None:
+    old, new = row(1.0), row(1.2)
+    assert judge(old, new, 0.1).status == REGRESSION and judge(old, new, 0.1).floor is None
+    noisy = {**new, "aa_noise": 0.25}  # the new run's two identical series were 25 % apart
+    judged = judge(old, noisy, 0.1)
+    assert judged.status == SAME and judged.floor == 0.25 and judged.noise == 0.25
+    assert judge(old, {**new, "aa_noise": 0.05}, 0.1).status == REGRESSION

@@ -1,10 +1,13 @@
 """The checkpoint I/O benchmarks, run by ``ckpt-harness bench`` through pytest-benchmark.
 
 One test, parametrized by :mod:`harness.bench.plugin` into every (size, format, operation,
-cache state). Each runs ``--ckpt-rounds`` timed rounds after one warmup round, with the garbage
-collector off (``--benchmark-disable-gc``); setup (cache state, freeing the last round's
-objects) is never timed. A benchmark fails when its rounds did not do the work: a load that
-returned other bytes than were saved, a file that was not written.
+cache state). The benchmarks of one size are timed together, their rounds interleaved
+(:mod:`harness.bench.rounds`): each round times every format, operation and baseline once, in a
+rotating order, in two identical series A and A' whose difference is the run's own noise floor
+(``aa_noise``). One untimed warmup round comes first, the garbage collector is off, and setup
+(cache state) and freeing a round's objects are never timed. Each test then hands its times to
+pytest-benchmark, which writes the JSON. A benchmark fails when its rounds did not do the work:
+a load that returned other bytes than were saved, a file that was not written.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Iterator
 import pytest
 
 from harness.bench.operations import OPERATIONS
-from harness.bench.plugin import SETTINGS, Item
+from harness.bench.plugin import SETTINGS, Item, plan
+from harness.bench.rounds import SizeRounds
 from harness.bench.rss import Probe
 from harness.bench.sizes import label
 from harness.bench.workspace import Workspace
@@ -34,22 +38,23 @@ def workspace(request: pytest.FixtureRequest) -> Iterator[Workspace]:
     root.rmdir()
 
 
-def test_io(item: Item, benchmark, workspace: Workspace, request: pytest.FixtureRequest) -> None:
+@pytest.fixture(scope="session")
+def size_rounds(request: pytest.FixtureRequest, workspace: Workspace) -> SizeRounds:
     settings = request.config.stash[SETTINGS]
+    return SizeRounds(list(plan(settings)), workspace, settings.rounds, settings.clock)
+
+
+def test_io(item: Item, benchmark, size_rounds: SizeRounds) -> None:
     operation = OPERATIONS[item.operation]
-    subject = workspace.subject(item.size_bytes, item.format)
-    if subject.payload is not None:
-        reason = operation.unavailable(subject)
-        if reason:
-            pytest.skip(reason)
-    timed = operation.make(subject, item.cache)
+    outcome = size_rounds.outcome(item)
+    if outcome.skip:
+        pytest.skip(outcome.skip)
     benchmark.group = f"{label(item.size_bytes)} {operation.direction}"
     benchmark.extra_info.update({
         "format": item.format or "baseline", "operation": item.operation, "kind": operation.kind,
         "direction": operation.direction, "size": label(item.size_bytes), "size_bytes": item.size_bytes,
-        "cache": item.cache, "baseline": operation.baseline, **timed.info})
-    benchmark.pedantic(timed.target, setup=timed.setup, rounds=settings.rounds, warmup_rounds=1, iterations=1)
-    problem = timed.finish()
-    assert problem is None, problem
-    if operation.kind == "format" and operation.direction == "load" and item.cache == "warm":
-        benchmark.extra_info.update(workspace.peak_rss(subject, mapped=item.operation == "load_mmap"))
+        "cache": item.cache, "baseline": operation.baseline, **outcome.info})
+    stats = benchmark._make_stats(1)  # the interleaved rounds' times, in the order they were taken
+    for seconds in outcome.series.times:
+        stats.update(seconds)
+    assert outcome.problem is None, outcome.problem

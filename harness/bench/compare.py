@@ -2,7 +2,10 @@
 
 Two runs are matched by (format, operation, size, cache state). A format measurement is a
 regression when its median time grew by more than the threshold *and* by more than the noise
-the two runs themselves show: the larger of their spreads, (max − min) / median. Baselines
+the two runs themselves show: the larger of their spreads, (max − min) / median, and of their
+A/A noise floors (how far the two identical interleaved series of one run differ, see
+:mod:`harness.bench.interleave`), which the table shows beside every comparison. Within one run,
+:func:`harness.bench.interleave.compare` judges interleaved subjects on paired ratios instead. Baselines
 (memcpy, raw I/O) are compared and shown but never gate: they measure the machine, and a
 baseline that slowed as much as a format says the machine, not the format, got slower.
 """
@@ -30,8 +33,10 @@ class Comparison:
     old: dict[str, Any]
     new: dict[str, Any]
     change: float  # new median / old median − 1: +0.25 is 25 % slower
-    noise: float  # the larger spread of the two runs
+    noise: float  # the larger spread of the two runs, or their A/A floor when that is larger
     status: str
+    #: the larger A/A noise floor of the two runs (None for runs without interleaved A/A series)
+    floor: Optional[float] = None
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -59,8 +64,10 @@ def spread(row: dict[str, Any]) -> float:
 def judge(old: dict[str, Any], new: dict[str, Any], threshold: float) -> Comparison:
     """Compare one measurement; see the module docstring for when it is a regression."""
     change = new["median"] / old["median"] - 1 if old["median"] else float("inf")
-    noise = max(spread(old), spread(new))
-    return Comparison(key(old), old, new, change, noise, _verdict(old, new, change, noise, threshold))
+    floors = [row["aa_noise"] for row in (old, new) if row.get("aa_noise") is not None]
+    floor = max(floors) if floors else None
+    noise = max(spread(old), spread(new), floor or 0.0)
+    return Comparison(key(old), old, new, change, noise, _verdict(old, new, change, noise, threshold), floor)
 
 
 def _verdict(old: dict[str, Any], new: dict[str, Any], change: float, noise: float, threshold: float) -> str:

@@ -58,6 +58,8 @@ class Timed:
     target: Callable[[], None]
     setup: Callable[[], None] = lambda: None
     finish: Callable[[], Optional[str]] = lambda: None
+    #: untimed, after each round: free what the round made (other subjects take their turns next)
+    teardown: Callable[[], None] = lambda: None
     #: extra_info for the benchmark row (bytes moved, load mode, ...)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -142,6 +144,7 @@ def _raw_read(subject: Subject, cache: str) -> Timed:
     if not path.exists():
         _write_raw(subject, path, sync=True)
     held: list[Any] = []
+    wrong: list[int] = []
 
     def setup() -> None:
         held.clear()
@@ -154,13 +157,18 @@ def _raw_read(subject: Subject, cache: str) -> Timed:
                 handle.readinto(memoryview(buffer.numpy()))
                 held.append(buffer)
 
-    def finish() -> Optional[str]:
+    def teardown() -> None:  # every round checked, then freed
         same = len(held) == len(subject.sources) and all(torch.equal(h, s) for h, s in zip(held, subject.sources))
+        wrong.extend([] if same else [1])
         held.clear()
-        return None if same else "raw read returned other bytes than were written"
 
-    return Timed(target, setup=setup, finish=finish, info={"bytes": subject.source_bytes, "file_bytes":
-                                                           subject.source_bytes})
+    def finish() -> Optional[str]:
+        if held:
+            teardown()
+        return f"{len(wrong)} raw reads returned other bytes than were written" if wrong else None
+
+    return Timed(target, setup=setup, finish=finish, teardown=teardown,
+                 info={"bytes": subject.source_bytes, "file_bytes": subject.source_bytes})
 
 
 # -- format operations ------------------------------------------------------------------------
@@ -228,7 +236,7 @@ def _load(mapped: bool) -> Callable[[Subject, str], Timed]:
             wrong = [s for s in sums if s != expected]
             return f"{len(wrong)} of {len(sums)} loads returned other bytes than were saved" if wrong else None
 
-        return Timed(target, setup=setup, finish=finish,
+        return Timed(target, setup=setup, finish=finish, teardown=held.clear,
                      info={"bytes": payload.tensor_bytes, "file_bytes": path.stat().st_size, "load_mode": mode})
 
     return make

@@ -2,13 +2,14 @@
 
 Loaded with ``-p harness.bench.plugin`` by :mod:`harness.bench.runner`. It turns the
 ``--ckpt-*`` options into one parametrized benchmark per (size, format, operation, cache
-state), ordered size by size so baselines run next to the formats they judge, and extends
+state), ordered size by size (each size's benchmarks are timed together, interleaved), and extends
 pytest-benchmark's machine info and JSON with what the figures depend on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Iterator, Optional
 import pytest
 
 from harness.bench import pagecache
+from harness.bench.interleave import THREAD_VARIABLES
 from harness.bench.operations import NO_CACHE, OPERATIONS, by_kind
 from harness.bench.payload import bench_case, formats_for
 from harness.bench.sizes import DEFAULT_SIZES, label, parse_sizes
@@ -49,6 +51,7 @@ class Settings:
     rss: bool
     plugins: list[str]
     cold_unavailable: Optional[str] = None
+    clock: str = "wall"
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -65,6 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ckpt-no-rss", action="store_true", help="skip the peak-RSS probe")
     group.addoption("--ckpt-plugin", action="append", default=[], help="plugin module the RSS probe imports too")
     group.addoption("--ckpt-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    group.addoption("--ckpt-clock", default="wall", choices=("wall", "cpu"), help="what a round's time is")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,14 +76,15 @@ def pytest_configure(config: pytest.Config) -> None:
     caches = [c.strip() for c in option.ckpt_cache.split(",") if c.strip()]
     workdir = Path(option.ckpt_workdir) if option.ckpt_workdir else Path(tempfile.gettempdir())
     settings = Settings(parse_sizes(option.ckpt_sizes), option.ckpt_format, option.ckpt_operation,
-                        option.ckpt_rounds, caches, workdir, not option.ckpt_no_rss, option.ckpt_plugin)
+                        option.ckpt_rounds, caches, workdir, not option.ckpt_no_rss, option.ckpt_plugin,
+                        clock=option.ckpt_clock)
     if "cold" in caches:
         settings.cold_unavailable = pagecache.cold_unavailable(workdir)
     config.stash[SETTINGS] = settings
     if option.ckpt_threads:
-        import torch
+        from harness.bench.interleave import pin_threads
 
-        torch.set_num_threads(option.ckpt_threads)
+        pin_threads(option.ckpt_threads)
 
 
 def plan(settings: Settings) -> Iterator[Item]:
@@ -129,6 +134,9 @@ def machine_info(settings: Settings) -> dict[str, Any]:
         "peak_rss": (reset_peak() or "VmHWM above pre-load VmRSS in a separate process") if settings.rss
         else "not measured",
         "rounds": settings.rounds,
+        "clock": settings.clock,
+        "interleaved": "each size's benchmarks take turns round by round, in two identical series (A/A)",
+        "thread_variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
 
 

@@ -34,7 +34,8 @@ class Options:
     rss: bool = True
     plugins: list[str] = dataclasses.field(default_factory=list)
     verbose: bool = False
-    threads: Optional[int] = None
+    threads: Optional[int] = 1
+    clock: str = "wall"
 
 
 def pytest_args(options: Options, ini: Path) -> list[str]:
@@ -51,6 +52,7 @@ def pytest_args(options: Options, ini: Path) -> list[str]:
         args.append(f"--ckpt-workdir={options.workdir}")
     if options.threads:
         args.append(f"--ckpt-threads={options.threads}")
+    args.append(f"--ckpt-clock={options.clock}")
     if not options.rss:
         args.append("--ckpt-no-rss")
     args.append("-v" if options.verbose else "-q")

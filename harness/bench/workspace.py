@@ -1,8 +1,9 @@
-"""The files and live objects benchmarks work on, one (size, format) at a time.
+"""The files and live objects benchmarks work on, one size at a time.
 
-Benchmarks run grouped by size, then format, so only the current subject's payload and files
-exist; moving on frees them and deletes the files (512 MB payloads in eight formats would not
-fit beside each other on a small machine). Nothing outside the workspace folder is written.
+Every subject of a size (the baselines' bytes, each format's payload and files) lives at once,
+because their rounds are interleaved (:mod:`harness.bench.interleave`): a 256 MB run holds about
+256 MB per format. Moving on to the next size frees them and deletes the files. Nothing outside
+the workspace folder is written.
 """
 
 from __future__ import annotations
@@ -20,21 +21,23 @@ from harness.formats import FORMATS
 
 
 class Workspace:
-    """Builds the subject of each benchmark and measures peak RSS through one probe process."""
+    """Builds the subjects of each size and measures peak RSS through one probe process."""
 
     def __init__(self, root: Path, probe: Optional[Probe]) -> None:
         self.root = root
         self.probe = probe
-        self._key: Optional[tuple[int, Optional[str]]] = None
-        self._subject: Optional[Subject] = None
+        self._subjects: dict[tuple[int, Optional[str]], Subject] = {}
         self._rss: dict[tuple, dict[str, Any]] = {}
 
     def subject(self, size_bytes: int, fmt: Optional[str]) -> Subject:
-        """The subject for a size and a format (None: the size's baselines), built once."""
-        if self._key != (size_bytes, fmt):
+        """The subject for a size and a format (None: the size's baselines), built once; another
+        size's subjects are freed first."""
+        if any(size != size_bytes for size, _ in self._subjects):
             self.release()
-            self._key, self._subject = (size_bytes, fmt), self._build(size_bytes, fmt)
-        return self._subject
+        key = (size_bytes, fmt)
+        if key not in self._subjects:
+            self._subjects[key] = self._build(size_bytes, fmt)
+        return self._subjects[key]
 
     def _build(self, size_bytes: int, fmt: Optional[str]) -> Subject:
         case = payloads.bench_case(size_bytes)
@@ -55,10 +58,10 @@ class Workspace:
         return self._rss[key]
 
     def release(self) -> None:
-        """Free the current subject and delete its files."""
-        if self._subject is not None:
-            shutil.rmtree(self._subject.folder, ignore_errors=True)
-        self._key = self._subject = None
+        """Free every subject and delete its files."""
+        for subject in self._subjects.values():
+            shutil.rmtree(subject.folder, ignore_errors=True)
+        self._subjects.clear()
 
     def close(self) -> None:
         self.release()

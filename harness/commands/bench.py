@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the common weight, module and program formats)")
     parser.add_argument("--operation", dest="operations", action="append", default=[],
                         help="only this format operation: save, save_fsync, load, load_mmap (repeatable)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per benchmark (default: 5, minimum 1)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds per benchmark, each timing it twice (series A and A'; default: 5)")
     parser.add_argument("--cache", default="warm",
                         help="page-cache states for loads: warm, cold or warm,cold (default: warm); "
                              "cold is measured only where the pages can be verifiably dropped")
@@ -30,8 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: results/bench/<env-id>.json)")
     parser.add_argument("--workdir", type=Path, help="folder for the benchmark files (default: the temp folder; "
                         "its file system is what is measured)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads for the run (default: torch's own); "
-                        "1 keeps a shared machine's scheduling out of parallel copies")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads, and OMP/MKL/OpenBLAS threads, for the run (default: 1, which "
+                             "keeps a shared machine's scheduling out of parallel copies; 0: torch's own)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="a round's time: wall (default) or the process's CPU time (immune to other processes "
+                             "on a shared machine, blind to waiting for the disk)")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS probe process")
     parser.add_argument("--plot", type=Path, metavar="DIR", help="also draw the charts of this run into DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per benchmark from pytest")
@@ -45,8 +50,8 @@ def _validate(args: argparse.Namespace) -> None:
     from harness.formats import FORMATS
 
     parse_sizes(args.sizes)
-    if args.threads is not None and args.threads < 1:
-        raise HarnessError(f"--threads {args.threads}: give 1 or more")
+    if args.threads is not None and args.threads < 0:
+        raise HarnessError(f"--threads {args.threads}: give 1 or more (0: torch's own)")
     if args.rounds < 1:
         raise HarnessError(f"--rounds {args.rounds}: give at least 1 (bench-compare gates only on 5 or more)")
     unknown = [c for c in args.cache.split(",") if c.strip() not in CACHES]
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     status = runner.run(runner.Options(
         json=json_path, sizes=args.sizes, formats=args.formats, operations=args.operations, rounds=args.rounds,
         caches=args.cache, workdir=args.workdir, rss=not args.no_rss, plugins=args.plugins, verbose=args.verbose,
-        threads=args.threads))
+        threads=args.threads, clock=args.clock))
     if not json_path.exists():
         console.print(f"ckpt-harness: pytest exited {status} before writing {json_path}", highlight=False)
         return EXIT_FINDINGS

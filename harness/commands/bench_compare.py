@@ -30,14 +30,14 @@ def comparison_table(comparisons: list, title: str) -> Table:
 
     table = Table(title=title, title_justify="left")
     for column in ("size", "format", "operation", "cache", "old median s", "new median s", "change", "noise",
-                   "baseline change", "verdict"):
+                   "A/A floor", "baseline change", "verdict"):
         table.add_column(column)
     for c in sorted(comparisons, key=lambda c: (c.fields["size_bytes"], c.fields["format"], c.fields["operation"])):
         moved = baseline_change(comparisons, c) if c.status != "baseline" else None
         style = "bold red" if c.status == REGRESSION else ""
         table.add_row(c.old["size"], c.fields["format"], c.fields["operation"], c.fields["cache"],
                       f"{c.old['median']:.4f}", f"{c.new['median']:.4f}", _percent(c.change), f"±{c.noise * 100:.0f}%",
-                      "-" if moved is None else _percent(moved), c.status, style=style)
+                      "-" if c.floor is None else f"±{c.floor * 100:.1f}%", "-" if moved is None else _percent(moved), c.status, style=style)
     return table
 
 
