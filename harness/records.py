@@ -12,7 +12,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional
+from typing import Annotated, Any, Iterable, Literal, Optional
 
 import pydantic
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -46,7 +46,7 @@ class Record:
     problem: Optional[str] = None
     #: how many outcomes this record stands for: a folded record (the checks a later load mode
     #: leaves to the first, say) counts as ``count`` records of its status in every summary
-    count: int = 1
+    count: Annotated[int, pydantic.Field(ge=1)] = 1
 
     def __post_init__(self) -> None:
         self.detail = one_line(self.detail)
