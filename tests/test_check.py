@@ -176,8 +176,20 @@ def test_torch_release_verdicts_and_fixes(files: dict[str, Path]) -> None:
     assert not any("safe_globals(" in f for f in whole["fixes"]), whole["fixes"]
     assert any("is not on the harness's list" in f for f in whole["fixes"]), whole["fixes"]
     assert whole["headline"].startswith("not tried"), whole["headline"]
-    assert verdicts["evil.pt"]["status"] == "fail"
+    evil = verdicts["evil.pt"]
+    assert evil["status"] == "fail" and any(f.startswith("do not load this file") for f in evil["fixes"])
+    assert evil["headline"].startswith("dangerous: names posix.system"), evil["headline"]
+    assert not any("safe_globals" in f or "--allow-unsafe" in f for f in evil["fixes"]), evil["fixes"]
     assert not files["marker"].exists(), "without --allow-unsafe no file's code may run"
+
+
+def test_dangerous_file_is_never_fully_unpickled(files: dict[str, Path]) -> None:
+    status, reports = check(str(files["evil.pt"]), str(files["sd.pt"]))
+    assert status == 1 and reports[0]["dangerous_globals"] == ["posix.system"] and not reports[1]["dangerous_globals"]
+    status, reports = check(str(files["evil.pt"]), "--torch", DEV_RELEASE, "--allow-unsafe")
+    loads = reports[0]["verdicts"][DEV_RELEASE]["loads"]
+    assert status == 1 and loads["unsafe"]["status"] == "skip" and loads["weights_only"]["status"] == "fail"
+    assert not files["marker"].exists(), "--allow-unsafe must not fully unpickle a file naming a dangerous global"
 
 
 def test_whole_model_loads_with_import_and_allow_unsafe(files: dict[str, Path]) -> None:

@@ -13,7 +13,8 @@ import dataclasses
 import re
 from typing import Any, Callable, Optional
 
-from harness.inspect import BROKEN, CORRUPT, NOT_A_CHECKPOINT, TRUNCATED, Inspection
+from harness.inspect import BROKEN, CORRUPT, NOT_A_CHECKPOINT, OVER_LIMITS, TRUNCATED, Inspection
+from harness.inspect.dangerous import danger
 from harness.inspect.structure import PREFIXES
 
 PRIMARY = ("default", "weights_only", "torch.jit.load", "torch.export.load", "safetensors.load_file")
@@ -93,6 +94,10 @@ LOADS, FIXED, UNSAFE_ONLY, FAILS = ("loads", "loads after a fix (verified)",
 def headline(inspection: Inspection, result: dict[str, Any], ok: bool) -> str:
     """The one-line answer for a file in a release; "not tried (why)" when the loads that could work were skipped."""
     loads = result["loads"]
+    if inspection.dangerous_globals:
+        return f"dangerous: names {', '.join(inspection.dangerous_globals)} (loaded with weights_only=True only)"
+    if inspection.container == OVER_LIMITS:
+        return "not tried (the inspection stopped at a limit)"
     if ok:
         return LOADS
     if (result.get("verified_fix") or {}).get("status") == "loads":
@@ -111,6 +116,29 @@ def _messages(result: dict[str, Any]) -> str:
 
 def _failed(result: dict[str, Any], *modes: str) -> bool:
     return any(result["loads"].get(m, {}).get("status") == "fail" for m in modes)
+
+
+def allowlistable(names: list[str]) -> bool:
+    """True when every name may be printed in an allowlist: on a vetted harmless list and not dangerous."""
+    from harness.checkfile.safeglobals import harmless
+
+    return bool(names) and all(isinstance(n, str) and danger(n) is None and harmless(n) for n in names)
+
+
+@rule
+def dangerous_globals(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    """A file naming a dangerous global gets no fix at all: only the advice not to load it."""
+    if inspection.dangerous_globals:
+        return (f"do not load this file: it names {', '.join(inspection.dangerous_globals)}, which run code or "
+                "touch the system when unpickled; it was loaded with weights_only=True only, never fully unpickled")
+    return None
+
+
+@rule
+def over_limits(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
+    if inspection.container == OVER_LIMITS:
+        return f"not loaded: {inspection.detail} — a file this hostile or this large is not handed to torch.load"
+    return None
 
 
 @rule
@@ -145,9 +173,13 @@ def map_location(inspection: Inspection, result: dict[str, Any]) -> Optional[str
 
 @rule
 def safe_globals(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
-    """The allowlist the worker found and ran in this release; nothing when no allowlist made the file load."""
+    """The allowlist the worker found and ran in this release; nothing when no allowlist made the file load.
+
+    Never for a file naming a dangerous global, and never naming a global that is dangerous or off the
+    vetted harmless lists (:mod:`harness.inspect.dangerous`, :mod:`harness.checkfile.safeglobals`).
+    """
     found = result.get("verified_fix") or {}
-    if found.get("status") != "loads":
+    if found.get("status") != "loads" or inspection.dangerous_globals or not allowlistable(found.get("names") or []):
         return None
     return (f"allowlist {len(found['names'])} plain-data globals (verified: this code loaded the file in torch "
             f"{result.get('torch', '?')}):\n" + found["code"])
@@ -157,7 +189,7 @@ def safe_globals(inspection: Inspection, result: dict[str, Any]) -> Optional[str
 def not_allowlistable(inspection: Inspection, result: dict[str, Any]) -> Optional[str]:
     """weights_only cannot load the file with any allowlist the harness vouches for: say what remains."""
     found = result.get("verified_fix") or {}
-    if found.get("status") in (None, "loads"):
+    if found.get("status") in (None, "loads") or inspection.dangerous_globals:
         return None
     unsafe = result["loads"].get("unsafe", {}).get("status")
     trusted = ("torch.load(..., weights_only=False) loaded it here (verified) — only for a file you trust"
@@ -204,6 +236,7 @@ def unsafe_not_tried(inspection: Inspection, result: dict[str, Any]) -> Optional
     skipped_unsafe = loads.get("unsafe", {}).get("status") == "skip"
     if (result.get("verified_fix") or {}).get("status") == "loads":
         return None  # the verified allowlist is the fix; no reason to run the file's code
-    if decisive and decisive["status"] == "fail" and skipped_unsafe and inspection.loadable:
+    if decisive and decisive["status"] == "fail" and skipped_unsafe and inspection.loadable \
+            and not inspection.dangerous_globals:
         return "it may load with weights_only=False, which runs the file's code: rerun with --allow-unsafe if you trust it"
     return None

@@ -1,13 +1,23 @@
 """``ckpt-harness check``: inspect checkpoints without running them; with --torch, load them in those releases.
 
 Exit status: 0 when every file is a readable checkpoint and loads in every requested release,
-1 otherwise, 2 for bad input (a missing file, a folder, an unknown release).
+1 otherwise (a broken file, a file naming a dangerous global, a file over the inspection limits,
+a failed load), 2 for bad input (a missing file, a folder, a FIFO or device, an unknown release).
+
+Each file is inspected in a forked child under a time and memory ceiling
+(:mod:`harness.inspect.isolated`). A file naming a dangerous global is never fully unpickled,
+even with --allow-unsafe; a file over the inspection limits is not handed to any loader.
+Everything printed that comes from a file (names, records, messages) has rich markup and
+terminal control characters escaped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +40,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also load with weights_only=False (and with a release's default where that is a "
                              "full unpickle, before 2.6): this RUNS CODE from the file; only for files you trust")
     parser.add_argument("--json", action="store_true", help="print one JSON object per file (JSON lines)")
+    parser.add_argument("--inspect-seconds", type=_positive, default=None, metavar="S",
+                        help="time budget for inspecting one file (default 30); past it the file is 'over limits'")
+    parser.add_argument("--inspect-memory-mb", type=_positive, default=None, metavar="MB",
+                        help="memory the inspection of one file may add (default 1024)")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"must be a positive number below 1e6, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness import releases
-    from harness.inspect import inspect_file
+    from harness.inspect import _allowlist
+    from harness.inspect.isolated import inspect_isolated
+    from harness.inspect.limits import DEFAULT
 
     _validate(args.files)
     for release in args.releases:
         releases.get(release)  # unknown release: ValueError → one line, exit 2
+    limits = dataclasses.replace(DEFAULT, **{k: v for k, v in (("seconds", args.inspect_seconds),
+                                                                 ("memory_mb", args.inspect_memory_mb)) if v})
+    allowlist = _allowlist()
     with _progress(console) as progress:
         task = progress.add_task("inspecting", total=len(args.files) * (1 + len(args.releases)))
         inspections = []
         for path in args.files:
-            inspections.append(inspect_file(path))
+            inspections.append(inspect_isolated(path, limits, allowlist)[0])
             progress.advance(task)
         verdicts = _load_everywhere(args, inspections, progress, task, console)
     reports = [_report(i, verdicts.get(i.path, {})) for i in inspections]
@@ -52,17 +81,40 @@ def run(args: argparse.Namespace, console: Console) -> int:
             print(json.dumps(report, sort_keys=True), flush=True)
     else:
         _print(reports, Console(highlight=False, soft_wrap=True))
-    failing = [r for r in reports if r["container"] in _broken() or any(v["status"] != "ok" for v in r["verdicts"].values())]
+    failing = [r for r in reports if r["container"] in _broken() or r["dangerous_globals"]
+               or any(v["status"] != "ok" for v in r["verdicts"].values())]
     return EXIT_FINDINGS if failing else 0
+
+
+#: what a path that exists but is not a regular file is, by its stat mode
+NOT_REGULAR = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+               stat.S_ISSOCK: "a socket"}
 
 
 def _validate(files: list[Path]) -> None:
     for path in files:
+        shown = safe(str(path), markup=False)
         if path.is_dir():
             if not _checkpoint_folder(path):
-                raise HarnessError(f"{path} is a folder: pass the checkpoint files in it (e.g. {path}/*.pt)")
-        elif not path.is_file():
-            raise HarnessError(f"no such file: {path}")
+                raise HarnessError(f"{shown} is a folder: pass the checkpoint files in it (e.g. {shown}/*.pt)")
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            raise HarnessError(f"no such file: {shown}") from None
+        kind = next((what for test, what in NOT_REGULAR.items() if test(mode)), None)
+        if kind or not stat.S_ISREG(mode):
+            raise HarnessError(f"{shown} is {kind or 'not a regular file'}, not a checkpoint file: pass a regular file")
+
+
+#: C0 and C1 control characters and DEL: a file's bytes must never drive the terminal
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe(text: Any, markup: bool = True) -> str:
+    """Text from a file made inert for the terminal: control characters as ``\\xNN``, rich markup escaped."""
+    cleaned = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return escape(cleaned) if markup else cleaned
 
 
 def _checkpoint_folder(path: Path) -> bool:
@@ -90,21 +142,38 @@ def _load_everywhere(args: argparse.Namespace, inspections: list, progress: Prog
     from harness.checkfile import envs, run_release, same_release
     from harness.checkfile.verdicts import judge
 
+    from harness.inspect import OVER_LIMITS
+
     verdicts: dict[str, dict[str, Any]] = {i.path: {} for i in inspections}
+    # dangerous files are loaded the safe way only, whatever --allow-unsafe says; files over the
+    # inspection limits are not handed to a loader at all
+    groups = [(False, [i for i in inspections if i.dangerous and i.container != OVER_LIMITS]),
+              (args.allow_unsafe, [i for i in inspections if not i.dangerous and i.container != OVER_LIMITS])]
+    skipped = [i for i in inspections if i.container == OVER_LIMITS]
     for release in args.releases:
         progress.update(task, description=f"torch {release}: environment")
         python = envs.ensure(release, lambda line: progress.console.print(f"[dim]{line}[/dim]"))
         progress.update(task, description=f"torch {release}: loading")
-        environment, results = run_release(python, release, inspections, args.imports, args.allow_unsafe,
-                                           lambda: progress.advance(task))
-        if not same_release(release, environment["torch"]):
-            raise HarnessError(f"the environment {python.parent.parent} has torch {environment['torch']}, not "
-                               f"{release}: remove it so that it is rebuilt")
-        for inspection, result in zip(inspections, results):
-            verdict = judge(inspection, release, result).to_json()
-            verdict["notes"] = environment.get("notes", [])
-            verdict["default_weights_only"] = environment.get("default_weights_only")
-            verdicts[inspection.path][release] = verdict
+        for allow_unsafe, group in groups:
+            if not group:
+                continue
+            environment, results = run_release(python, release, group, args.imports, allow_unsafe,
+                                               lambda: progress.advance(task))
+            if not same_release(release, environment["torch"]):
+                raise HarnessError(f"the environment {python.parent.parent} has torch {environment['torch']}, not "
+                                   f"{release}: remove it so that it is rebuilt")
+            for inspection, result in zip(group, results):
+                verdict = judge(inspection, release, result).to_json()
+                verdict["notes"] = environment.get("notes", [])
+                verdict["default_weights_only"] = environment.get("default_weights_only")
+                verdicts[inspection.path][release] = verdict
+        for inspection in skipped:
+            reason = f"not tried: the inspection stopped at a limit ({inspection.detail})"
+            result = {"loads": {"weights_only": {"status": "skip", "message": reason, "warnings": []}},
+                      "map_location": None, "needs_globals": None, "torch": "not run"}
+            verdicts[inspection.path][release] = {**judge(inspection, release, result).to_json(), "notes": [],
+                                                  "default_weights_only": None}
+            progress.advance(task)
     return verdicts
 
 
@@ -115,31 +184,37 @@ def _report(inspection: Any, verdicts: dict[str, Any]) -> dict[str, Any]:
 def _print(reports: list[dict[str, Any]], out: Console) -> None:
     for r in reports:
         style = "red" if r["container"] in _broken() else "bold"
-        out.print(f"[{style}]{escape(r['path'])}[/]: {r['container']} — {escape(r['detail'])}")
+        out.print(f"[{style}]{safe(r['path'])}[/]: {safe(r['container'])} — {safe(r['detail'])}")
+        if r["dangerous_globals"]:
+            out.print(f"  [bold red]DANGEROUS:[/] names {safe(', '.join(r['dangerous_globals']))} — loading it runs "
+                      f"code or touches the system: do not load it (no fix is offered)")
         if r["container"] not in _broken():
-            dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(r["dtypes"].items())) or "none"
-            out.print(f"  {r['structure'] or '?'}; {r['tensors']} tensors ({dtypes}), {r['bytes']:,} bytes of data; "
-                      f"devices: {', '.join(r['devices']) or 'none'}")
+            dtypes = ", ".join(f"{safe(k)}×{v}" for k, v in sorted(r["dtypes"].items())) or "none"
+            out.print(f"  {safe(r['structure'] or '?')}; {r['tensors']} tensors ({dtypes}), {r['bytes']:,} bytes of "
+                      f"data; devices: {safe(', '.join(r['devices'])) or 'none'}")
             records = ", ".join(f"{k}={v}" for k, v in r["records"].items() if k != "metadata")
             if records:
-                out.print(f"  records: {records}")
+                out.print(f"  records: {safe(records)}")
             if r["prefixes"]:
-                out.print(f"  key prefixes: {', '.join(f'{p!r} on {n} keys' for p, n in r['prefixes'].items())}")
+                out.print(f"  key prefixes: {', '.join(f'{safe(repr(p))} on {n} keys' for p, n in r['prefixes'].items())}")
+            if r["suspicious_globals"]:
+                out.print(f"  unknown globals (their code runs when unpickled): "
+                          f"{safe(', '.join(r['suspicious_globals']))}")
             if r["unsafe_globals"]:
-                out.print(f"  weights_only would refuse: {escape(', '.join(r['unsafe_globals']))}")
+                out.print(f"  weights_only would refuse: {safe(', '.join(r['unsafe_globals']))}")
         for release, verdict in r["verdicts"].items():
             colour = "green" if verdict["status"] == "ok" else "yellow" if verdict.get("headline", "").startswith(
                 ("loads after", "not tried")) else "red"
-            mark = f"[{colour}]{escape(verdict.get('headline') or verdict['status'])}[/]"
-            out.print(f"  torch {release} ({verdict['torch']}): {mark}")
+            mark = f"[{colour}]{safe(verdict.get('headline') or verdict['status'])}[/]"
+            out.print(f"  torch {safe(release)} ({safe(verdict['torch'])}): {mark}")
             for mode, load in verdict["loads"].items():
-                colour = {"pass": "green", "fail": "red", "skip": "yellow"}[load["status"]]
-                message = f": {escape(load['message'])}" if load["message"] else ""
-                out.print(f"    [{colour}]{load['status']:<4}[/] {mode}{message}")
+                colour = {"pass": "green", "fail": "red", "skip": "yellow"}.get(load["status"], "red")
+                message = f": {safe(load['message'])}" if load["message"] else ""
+                out.print(f"    [{colour}]{safe(load['status']):<4}[/] {safe(mode)}{message}")
             if verdict.get("known_breaks"):
-                out.print(f"    [dim]known breaks (harness/data/breaks.toml): {', '.join(verdict['known_breaks'])}[/]")
+                out.print(f"    [dim]known breaks (harness/data/breaks.toml): {safe(', '.join(verdict['known_breaks']))}[/]")
             for fix in verdict["fixes"]:
-                out.print(f"    [cyan]fix:[/] {escape(fix)}")
+                out.print(f"    [cyan]fix:[/] {safe(fix)}")
 
 
 register("check", __doc__.split(": ", 1)[1].split("\n")[0].rstrip("."), add_arguments, run, order=60)

@@ -1,25 +1,30 @@
 """One detector per container, tried in order by :func:`harness.inspect.inspect_file`.
 
-A detector takes ``(path, first 64 bytes, size)`` and returns an :class:`Inspection` when the
-file is its kind (intact or not), else None. A new container is one more function decorated
-with :func:`detector`.
+A detector takes ``(path, first 64 bytes, size, budget)`` and returns an :class:`Inspection` when
+the file is its kind (intact or not), else None. A new container is one more function decorated
+with :func:`detector`. Every read is bounded by the budget's :class:`~harness.inspect.limits.Limits`
+(declared sizes are checked before anything is read or inflated); a file over a limit raises
+:class:`~harness.inspect.limits.InspectionLimit`, which :func:`harness.inspect.inspect_file` turns
+into one line.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
 
-from harness.inspect import (CORRUPT, TRUNCATED, Inspection, storage_summary)
+from harness.inspect import CORRUPT, NOT_A_CHECKPOINT, TRUNCATED, Inspection, storage_summary
 from harness.inspect import structure as shapes
-from harness.inspect.pickled import PickleSkeleton, StorageRef, TensorRef, read_skeleton, walk
+from harness.inspect.limits import Budget, InspectionLimit, read_entry
+from harness.inspect.pickled import (PickleFailed, PickleOverLimits, PickleSkeleton, StorageRef, TensorRef,
+                                     read_skeleton, walk)
 
-Detector = Callable[[Path, bytes, int], Optional[Inspection]]
+Detector = Callable[[Path, bytes, int, Budget], Optional[Inspection]]
 DETECTORS: list[Detector] = []
 
 #: the number ``torch.save`` writes first in a legacy (pre-zip) stream
@@ -44,7 +49,7 @@ def detector(function: Detector) -> Detector:
 # -- safetensors ---------------------------------------------------------------------------
 
 @detector
-def safetensors(path: Path, head: bytes, size: int) -> Optional[Inspection]:
+def safetensors(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """8-byte little-endian header length, then a JSON header, then the tensor bytes."""
     if len(head) < 9 or head[8:9] != b"{":
         return None
@@ -52,18 +57,25 @@ def safetensors(path: Path, head: bytes, size: int) -> Optional[Inspection]:
     found = Inspection(str(path), size, "safetensors", "safetensors (JSON header, no pickle)")
     if 8 + header_len > size:
         return _broken(found, TRUNCATED, f"safetensors header says {header_len} bytes but the file ends first")
+    if header_len > budget.limits.entry_bytes:
+        raise InspectionLimit(f"safetensors header of {header_len:,} bytes, over the "
+                              f"{budget.limits.entry_bytes:,}-byte limit")
     with open(path, "rb") as stream:
         stream.seek(8)
-        try:
-            header = json.loads(stream.read(header_len))
-        except ValueError as exc:
-            return _broken(found, CORRUPT, f"safetensors header is not JSON: {exc}")
-    tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
-    end = max((v.get("data_offsets", [0, 0])[1] for v in tensors.values()), default=0)
+        raw = stream.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return _broken(found, CORRUPT, f"safetensors header is not JSON: {type(exc).__name__}: {str(exc)[:120]}")
+    problem = _safetensors_problem(header)
+    if problem:
+        return _broken(found, CORRUPT, f"safetensors header: {problem}")
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
     found.records = {"metadata": json.dumps(header.get("__metadata__") or {})[:200]}
     found.tensors = len(tensors)
     found.devices = ["cpu"] if tensors else []
-    found.dtypes = _count(SAFETENSORS_DTYPES.get(str(v.get("dtype")), str(v.get("dtype"))) for v in tensors.values())
+    found.dtypes = _count(SAFETENSORS_DTYPES.get(v["dtype"], v["dtype"]) for v in tensors.values())
     found.bytes = sum(v["data_offsets"][1] - v["data_offsets"][0] for v in tensors.values())
     found.structure = shapes.STATE_DICT
     found.prefixes = shapes.prefixes([list(tensors)])
@@ -73,10 +85,39 @@ def safetensors(path: Path, head: bytes, size: int) -> Optional[Inspection]:
     return found
 
 
+def _safetensors_problem(header: Any) -> Optional[str]:
+    """What is wrong with a parsed safetensors header (the format's own rules), or None."""
+    if not isinstance(header, dict):
+        return f"a JSON {type(header).__name__}, not an object"
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(v, str) for v in metadata.values())):
+        return "__metadata__ is not an object of strings"
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        label = repr(name[:80])
+        if not isinstance(entry, dict):
+            return f"tensor {label} is a JSON {type(entry).__name__}, not an object"
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str):
+            return f"tensor {label} has no string dtype"
+        if not isinstance(shape, list) or not all(_natural(n) for n in shape):
+            return f"tensor {label} has a shape that is not a list of non-negative integers"
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_natural(n) for n in offsets)
+                and offsets[0] <= offsets[1]):
+            return f"tensor {label} has data_offsets that are not [begin, end] with 0 <= begin <= end"
+    return None
+
+
+def _natural(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 # -- zip archives: torch.save, TorchScript, torch.export -----------------------------------
 
 @detector
-def zip_archive(path: Path, head: bytes, size: int) -> Optional[Inspection]:
+def zip_archive(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """Any zip: a torch.save zip, a TorchScript archive or a torch.export program; or a broken one."""
     if not head.startswith(b"PK\x03\x04"):
         return None
@@ -86,29 +127,30 @@ def zip_archive(path: Path, head: bytes, size: int) -> Optional[Inspection]:
                                          "(the file was cut short, e.g. an interrupted save or copy)")
     try:
         with zipfile.ZipFile(path) as archive:
-            return _zip_contents(found, archive)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            return _zip_contents(found, archive, budget)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError) as exc:
         return _broken(found, CORRUPT, f"zip archive does not read: {exc}")
 
 
-def _zip_contents(found: Inspection, archive: zipfile.ZipFile) -> Inspection:
+def _zip_contents(found: Inspection, archive: zipfile.ZipFile, budget: Budget) -> Inspection:
     names = archive.namelist()
     root = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
     inside = {n[len(root):] if n.startswith(root) else n: n for n in names}
     for key in ("version", ".data/version", "byteorder", ".format_version", "archive_format", "archive_version"):
         if key in inside and archive.getinfo(inside[key]).file_size < 64:
-            found.records[key.lstrip(".").replace("data/", "")] = archive.read(inside[key]).decode("utf-8", "replace").strip()
+            text = read_entry(archive, inside[key], 64).decode("utf-8", "replace").strip()
+            found.records[key.lstrip(".").replace("data/", "")] = text
     if "constants.pkl" in inside and any(n.startswith("code/") for n in inside):
-        return _torchscript(found, archive, inside)
+        return _torchscript(found, archive, inside, budget)
     if "archive_format" in inside or any(n.startswith("models/") for n in inside):
-        return _export_archive(found, archive, inside)
+        return _export_archive(found, archive, inside, budget)
     if "serialized_exported_program.json" in inside:
-        return _export_legacy(found, archive, inside)
+        return _export_legacy(found, archive, inside, budget)
     if "data.pkl" in inside:
         found.detail = f"torch.save zip container (version {found.records.get('version', '?')})"
         try:
-            skeleton = _pickle_into(found, archive.read(inside["data.pkl"]))
-        except pickle.UnpicklingError as exc:
+            skeleton = _pickle_into(found, _read_pickle(archive, inside["data.pkl"], budget), budget)
+        except PickleFailed as exc:
             return _broken(found, CORRUPT, f"data.pkl: {exc}")
         _check_zip_storages(found, archive, inside, list(skeleton.storages.values()))
         return found
@@ -117,7 +159,15 @@ def _zip_contents(found: Inspection, archive: zipfile.ZipFile) -> Inspection:
     return found
 
 
-def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str]) -> Inspection:
+def _read_pickle(archive: zipfile.ZipFile, name: str, budget: Budget) -> bytes:
+    return read_entry(archive, name, budget.limits.pickle_bytes, budget.limits.compression_ratio)
+
+
+def _read_small(archive: zipfile.ZipFile, name: str, budget: Budget) -> bytes:
+    return read_entry(archive, name, budget.limits.entry_bytes, budget.limits.compression_ratio)
+
+
+def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
     found.container = "torchscript"
     found.detail = "TorchScript archive (torch.jit.save): load it with torch.jit.load"
     found.structure = "TorchScript module"
@@ -125,7 +175,15 @@ def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, 
     tensors: list[TensorRef] = []
     for record in ("data.pkl", "constants.pkl"):
         if record in inside:
-            skeleton = read_skeleton(archive.read(inside[record]))
+            try:
+                skeleton = read_skeleton(_read_pickle(archive, inside[record], budget), budget.limits, budget)
+            except PickleFailed as exc:
+                found.globals = _merge(found.globals, exc.globals)
+                return _broken(found, CORRUPT, f"{record}: {exc}")
+            except PickleOverLimits as exc:
+                found.globals = _merge(found.globals, exc.globals)
+                raise
+            found.globals = _merge(found.globals, skeleton.globals)
             storages.update({f"{record}:{k}": v for k, v in skeleton.storages.items()})
             tensors += _tensors(skeleton)
             if record == "data.pkl":
@@ -135,47 +193,65 @@ def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, 
     return found
 
 
-def _export_archive(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str]) -> Inspection:
+def _export_archive(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
     found.container = "export_pt2"
     found.detail = f"torch.export PT2 archive (format {found.records.get('archive_format', '?')}): torch.export.load"
     found.structure = "exported program"
-    metas = []
+    metas: list[dict[str, Any]] = []
     for name, full in inside.items():
         if name.startswith("data/") and name.endswith("_config.json"):
-            metas += [entry.get("tensor_meta", {}) for entry in json.loads(archive.read(full)).get("config", {}).values()]
+            try:
+                config = json.loads(_read_small(archive, full, budget))
+            except (ValueError, RecursionError) as exc:
+                return _broken(found, CORRUPT, f"{name} is not JSON: {type(exc).__name__}: {str(exc)[:120]}")
+            entries = config.get("config") if isinstance(config, dict) else None
+            if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+                return _broken(found, CORRUPT, f"{name} is not an object with a 'config' object of entries")
+            metas += [e.get("tensor_meta") if isinstance(e.get("tensor_meta"), dict) else {} for e in entries.values()]
     found.tensors = len(metas)
-    found.dtypes = _count(EXPORT_DTYPES.get(m.get("dtype"), f"code {m.get('dtype')}") for m in metas)
-    found.devices = sorted({_export_device(m.get("device") or {}) for m in metas})
+    found.dtypes = _count(EXPORT_DTYPES.get(m.get("dtype"), f"code {_short(m.get('dtype'))}")  # type: ignore[arg-type]
+                          for m in metas)
+    found.devices = sorted({_export_device(m.get("device")) for m in metas})
     found.bytes = sum(archive.getinfo(full).file_size for name, full in inside.items()
                       if name.startswith(("data/weights/", "data/constants/")) and not name.endswith(".json"))
     found.unsafe_globals = []
     return found
 
 
-def _export_device(device: dict[str, Any]) -> str:
-    kind, index = device.get("type", "cpu"), device.get("index")
-    return f"{kind}:{index}" if index is not None else str(kind)
+def _export_device(device: Any) -> str:
+    if not isinstance(device, dict):
+        return "cpu"
+    kind, index = _short(device.get("type", "cpu")), device.get("index")
+    return f"{kind}:{_short(index)}" if index is not None else kind
 
 
-def _export_legacy(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str]) -> Inspection:
+def _short(value: Any) -> str:
+    """A JSON scalar from a file as text, bounded; anything else by its type."""
+    return str(value)[:40] if isinstance(value, (str, int, float, bool)) else f"<{type(value).__name__}>"
+
+
+def _export_legacy(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
     """torch.export.save before the PT2 archive (≤ 2.7): a JSON program plus torch.save'd state."""
     found.container = "export_pt2"
     found.detail = f"torch.export program, pre-PT2 layout (schema {found.records.get('version', '?')}): torch.export.load"
     found.structure = "exported program"
     found.unsafe_globals = []
     if "serialized_state_dict.pt" in inside:
-        nested = _nested_torch_save(archive.read(inside["serialized_state_dict.pt"]))
+        nested = _nested_torch_save(_read_pickle(archive, inside["serialized_state_dict.pt"], budget), budget)
         if nested is not None:
             for field in ("tensors", "devices", "dtypes", "bytes"):
                 setattr(found, field, getattr(nested, field))
     return found
 
 
-def _nested_torch_save(data: bytes) -> Optional[Inspection]:
+def _nested_torch_save(data: bytes, budget: Budget) -> Optional[Inspection]:
     """Inspect ``torch.save`` bytes kept inside another archive."""
     if data.startswith(b"PK\x03\x04"):
-        with zipfile.ZipFile(io.BytesIO(data)) as inner:
-            return _zip_contents(Inspection("<nested>", len(data), "zip"), inner)
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as inner:
+                return _zip_contents(Inspection("<nested>", len(data), "zip"), inner, budget)
+        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, ValueError):
+            return None
     return None
 
 
@@ -191,79 +267,120 @@ def _check_zip_storages(found: Inspection, archive: zipfile.ZipFile, inside: dic
 
 # -- legacy torch.save stream --------------------------------------------------------------
 
-class _PlainData(pickle.Unpickler):
-    """Unpickles the plain-data headers of a legacy stream; refuses every global."""
+def _plain_data(stream: BinaryIO, size: int, budget: Budget) -> Any:
+    """One plain-data pickle of a legacy header (magic number, version, sys_info, storage keys).
 
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in a legacy header")
+    Read with the inert unpickler under the limits; a header that names any global is corrupt.
+    """
+    skeleton = read_skeleton(stream, budget.limits, budget, size=size)
+    if skeleton.globals:
+        raise PickleFailed(f"unexpected global {skeleton.globals[0]} in a legacy header", skeleton.globals)
+    return skeleton.root
 
 
 @detector
-def legacy(path: Path, head: bytes, size: int) -> Optional[Inspection]:
+def legacy(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """Magic number, protocol version and sys_info pickles, the object pickle, storage keys, storage data."""
     if not head.startswith(b"\x80\x02\x8a\x0a"):
         return None
     with open(path, "rb") as stream:
         try:
-            if _PlainData(stream).load() != LEGACY_MAGIC:
+            if _plain_data(stream, size, budget) != LEGACY_MAGIC:
                 return None
-        except Exception:
+        except (PickleFailed, PickleOverLimits):
             return None
         found = Inspection(str(path), size, "legacy", "legacy torch.save stream (before torch 1.6, or "
                                                      "_use_new_zipfile_serialization=False)")
         try:
-            found.records["version"] = str(_PlainData(stream).load())
-            sys_info = _PlainData(stream).load()
+            found.records["version"] = _short(_plain_data(stream, size, budget))
+            sys_info = _plain_data(stream, size, budget)
             if isinstance(sys_info, dict) and "little_endian" in sys_info:
                 found.records["byteorder"] = "little" if sys_info["little_endian"] else "big"
-            skeleton = _pickle_into(found, stream)
-            keys = _PlainData(stream).load()
-        except (EOFError, pickle.UnpicklingError, ValueError) as exc:
+            skeleton = _pickle_into(found, stream, budget, size)
+            keys = _plain_data(stream, size, budget)
+        except PickleFailed as exc:
             if _cut_short(exc):
                 return _broken(found, TRUNCATED, f"legacy stream ends inside its pickles: re-save the file ({exc})")
             return _broken(found, CORRUPT, f"legacy stream does not parse: {exc}")
-        return _check_legacy_storages(found, stream, [str(k) for k in keys], size, skeleton.storages)
+        if not isinstance(keys, list) or not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys):
+            return _broken(found, CORRUPT, f"legacy stream's storage keys are a {type(keys).__name__}, "
+                                           "not a list of keys")
+        return _check_legacy_storages(found, stream, [str(k) for k in keys], size, skeleton.storages, budget)
 
 
 def _check_legacy_storages(found: Inspection, stream: BinaryIO, keys: list[str], size: int,
-                           by_key: dict[str, StorageRef]) -> Inspection:
+                           by_key: dict[str, StorageRef], budget: Budget) -> Inspection:
     """Walk the storage records (8-byte element count, then the bytes); a short file is truncated."""
     position = stream.tell()
-    for key in keys:
+    for n, key in enumerate(keys):
+        if not n & 0x3FF:
+            budget.check()
         stream.seek(position)
         count = stream.read(8)
         if len(count) < 8:
-            return _broken(found, TRUNCATED, f"legacy stream ends before storage {key!r}: re-save the file")
+            return _broken(found, TRUNCATED, f"legacy stream ends before storage {key[:80]!r}: re-save the file")
         (numel,) = struct.unpack("<q", count)
+        if numel < 0:
+            return _broken(found, CORRUPT, f"legacy storage {key[:80]!r} has a negative element count ({numel})")
         itemsize = by_key[key].itemsize if key in by_key else 1
         position += 8 + numel * itemsize
         if position > size:
-            return _broken(found, TRUNCATED, f"legacy stream ends inside storage {key!r} "
+            return _broken(found, TRUNCATED, f"legacy stream ends inside storage {key[:80]!r} "
                                              f"({position - size} bytes missing): re-save the file")
+    return found
+
+
+# -- a pickle without torch's framing ------------------------------------------------------
+
+@detector
+def raw_pickle(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
+    """A bare pickle (``pickle.dump``): not a checkpoint torch.load reads, but its globals are still sorted."""
+    if not head.startswith(b"\x80"):
+        return None
+    found = Inspection(str(path), size, NOT_A_CHECKPOINT,
+                       "a Python pickle not written by torch.save (no torch magic number)")
+    with open(path, "rb") as stream:
+        try:
+            skeleton = read_skeleton(stream, budget.limits, budget, size=size)
+        except PickleFailed as exc:
+            found.globals = exc.globals
+            return found
+    found.globals = skeleton.globals
     return found
 
 
 # -- shared ---------------------------------------------------------------------------------
 
-def _pickle_into(found: Inspection, data: bytes | BinaryIO) -> PickleSkeleton:
-    """Fill structure, tensors, storages and globals from the object pickle (inert read)."""
+def _pickle_into(found: Inspection, data: bytes | BinaryIO, budget: Budget,
+                 size: Optional[int] = None) -> PickleSkeleton:
+    """Fill structure, tensors, storages and globals from the object pickle (inert read).
+
+    The globals named before a failure are kept on ``found`` (a broken or over-limit pickle still
+    shows what it imports); the failure is re-raised.
+    """
     try:
-        skeleton = read_skeleton(data)
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise pickle.UnpicklingError(f"object pickle does not read: {type(exc).__name__}: {exc}") from exc
+        skeleton = read_skeleton(data, budget.limits, budget, size=size)
+    except (PickleFailed, PickleOverLimits) as exc:
+        found.globals = _merge(found.globals, exc.globals)
+        if isinstance(exc, PickleFailed):
+            raise PickleFailed(f"object pickle does not read: {exc}", exc.globals) from None
+        raise
+    found.globals = _merge(found.globals, skeleton.globals)
     storage_summary(found, list(skeleton.storages.values()), _tensors(skeleton))
-    found.globals = list(skeleton.globals)
     found.structure = shapes.classify(skeleton.root)
-    found.prefixes = shapes.prefixes(shapes.state_dicts(skeleton.root))
+    found.prefixes = shapes.prefixes(shapes.state_dicts(skeleton.root, budget.limits.expanded_nodes))
     found.module_class = shapes.whole_module_class(skeleton.root)
-    found.unsafe_globals = _unsafe(skeleton.globals)
     return skeleton
+
+
+def _merge(old: list[str], new: list[str]) -> list[str]:
+    return old + [n for n in new if n not in old]
 
 
 # -- containers recognised by harness.containers alone (ONNX; sharded safetensors and DCP folders) ------
 
 @detector
-def recognised_elsewhere(path: Path, head: bytes, size: int) -> Optional[Inspection]:
+def recognised_elsewhere(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """A container :mod:`harness.containers` recognises that no pickle-reading detector above covers."""
     from harness import containers
 
@@ -285,13 +402,6 @@ FOREIGN = {"onnx": "ONNX graph", "sharded_safetensors": shapes.STATE_DICT,
            "dcp": "torch.distributed.checkpoint folder (its .metadata is a pickle: load only trusted folders)"}
 
 
-def _unsafe(names: list[str]) -> Optional[list[str]]:
-    from harness import compat
-
-    allowed = compat.weights_only_allowlist()
-    return None if allowed is None else sorted(n for n in names if n not in allowed)
-
-
 def _tensors(skeleton: PickleSkeleton) -> list[TensorRef]:
     return [obj for obj in walk(skeleton.root) if isinstance(obj, TensorRef)]
 
@@ -306,7 +416,7 @@ def _count(values: Any) -> dict[str, int]:
 def _cut_short(exc: BaseException) -> bool:
     """True when a pickle error means the stream ended early (not that its bytes are wrong)."""
     while exc is not None:
-        if isinstance(exc, EOFError) or "truncated" in str(exc) or "Ran out of input" in str(exc):
+        if isinstance(exc, EOFError) or any(m in str(exc) for m in ("truncated", "Ran out of input", "EOFError")):
             return True
         exc = exc.__cause__
     return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
+from harness.inspect.limits import InspectionLimit
 from harness.inspect.pickled import Opaque, TensorRef, module_state
 
 STATE_DICT = "state_dict"
@@ -59,8 +60,12 @@ def _is_optimizer_key(key: Any) -> bool:
     return "optim" in str(key)
 
 
-def state_dicts(root: Any) -> list[list[str]]:
-    """Key lists of the model state the checkpoint holds: the root, its dict values, or a whole module's parameters."""
+def state_dicts(root: Any, max_keys: int = 2_000_000) -> list[list[str]]:
+    """Key lists of the model state the checkpoint holds: the root, its dict values, or a whole module's parameters.
+
+    A whole module's keys are at most ``max_keys`` (a module graph that shares submodules many
+    times over expands without bound): past it, :class:`InspectionLimit`.
+    """
     if is_state_dict(root):
         return [[str(k) for k in root]]
     if isinstance(root, dict):
@@ -68,18 +73,32 @@ def state_dicts(root: Any) -> list[list[str]]:
                 if is_state_dict(value) and not _is_optimizer_key(key)]
     state = module_state(root)
     if state is not None:
-        return [list(_module_keys(root))]
+        return [list(_module_keys(root, max_keys))]
     return []
 
 
-def _module_keys(module: Any, prefix: str = "") -> Iterable[str]:
-    state = module_state(module) or {}
-    for group in ("_parameters", "_buffers"):
-        for name, value in (state.get(group) or {}).items():
-            if value is not None:
-                yield prefix + str(name)
-    for name, child in (state.get("_modules") or {}).items():
-        yield from _module_keys(child, f"{prefix}{name}.")
+def _module_keys(root: Any, max_keys: int) -> Iterable[str]:
+    """``conv.weight``, ``head.bias``, ...: depth first, without recursion; a module that contains
+    itself (a cycle) is not entered again."""
+    count = 0
+    stack: list[tuple[Any, str, frozenset[int]]] = [(root, "", frozenset())]
+    while stack:
+        module, prefix, ancestors = stack.pop()
+        state = module_state(module) or {}
+        for group in ("_parameters", "_buffers"):
+            members = state.get(group)
+            for name, value in (members.items() if isinstance(members, dict) else ()):
+                if value is not None:
+                    count += 1
+                    if count > max_keys:
+                        raise InspectionLimit(f"the pickled module has more than {max_keys:,} parameters and "
+                                              "buffers counting shared submodules once per use")
+                    yield prefix + str(name)
+        children = state.get("_modules")
+        inner = ancestors | {id(module)}
+        for name, child in reversed(list(children.items()) if isinstance(children, dict) else []):
+            if id(child) not in inner and module_state(child) is not None:
+                stack.append((child, f"{prefix}{name}.", inner))
 
 
 def prefixes(key_lists: list[list[str]]) -> dict[str, int]:
