@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import stat
 import subprocess
 import sys
@@ -22,13 +21,35 @@ from typing import Callable
 
 import pytest
 
-from harness.inspect import CORRUPT, NOT_A_CHECKPOINT, OVER_LIMITS, TRUNCATED, inspect_file
+from harness.inspect import (
+    CORRUPT,
+    NOT_A_CHECKPOINT,
+    OVER_LIMITS,
+    TRUNCATED,
+    inspect_file,
+)
 from harness.inspect.isolated import inspect_isolated
 from harness.inspect.limits import Limits
 from tests import craft
 from tests.conftest import REPO
-from tests.craft import (BUILD, DUP, EMPTY_DICT, EMPTY_TUPLE, MARK, NEWOBJ, NONE, SETITEM, SETITEMS, TUPLE1,
-                         TUPLE2, glob, integer, put, get, text)
+from tests.craft import (
+    BUILD,
+    DUP,
+    EMPTY_DICT,
+    EMPTY_TUPLE,
+    MARK,
+    NEWOBJ,
+    NONE,
+    SETITEM,
+    SETITEMS,
+    TUPLE1,
+    TUPLE2,
+    get,
+    glob,
+    integer,
+    put,
+    text,
+)
 
 MAX_SECONDS = 10.0
 MAX_MB = 500

@@ -23,7 +23,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from harness.commands import EXIT_FINDINGS, register
 from harness.errors import HarnessError
@@ -141,7 +147,6 @@ def _load_everywhere(args: argparse.Namespace, inspections: list, progress: Prog
     """file path → release → verdict (as JSON)."""
     from harness.checkfile import envs, run_release, same_release
     from harness.checkfile.verdicts import judge
-
     from harness.inspect import OVER_LIMITS
 
     verdicts: dict[str, dict[str, Any]] = {i.path: {} for i in inspections}

@@ -18,11 +18,24 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
 
-from harness.inspect import CORRUPT, NOT_A_CHECKPOINT, TRUNCATED, Inspection, storage_summary
+from harness.inspect import (
+    CORRUPT,
+    NOT_A_CHECKPOINT,
+    TRUNCATED,
+    Inspection,
+    storage_summary,
+)
 from harness.inspect import structure as shapes
 from harness.inspect.limits import Budget, InspectionLimit, read_entry
-from harness.inspect.pickled import (PickleFailed, PickleOverLimits, PickleSkeleton, StorageRef, TensorRef,
-                                     read_skeleton, walk)
+from harness.inspect.pickled import (
+    PickleFailed,
+    PickleOverLimits,
+    PickleSkeleton,
+    StorageRef,
+    TensorRef,
+    read_skeleton,
+    walk,
+)
 
 Detector = Callable[[Path, bytes, int, Budget], Optional[Inspection]]
 DETECTORS: list[Detector] = []
@@ -413,8 +426,9 @@ def _count(values: Any) -> dict[str, int]:
     return counts
 
 
-def _cut_short(exc: BaseException) -> bool:
+def _cut_short(error: BaseException) -> bool:
     """True when a pickle error means the stream ended early (not that its bytes are wrong)."""
+    exc: Optional[BaseException] = error
     while exc is not None:
         if isinstance(exc, EOFError) or any(m in str(exc) for m in ("truncated", "Ran out of input", "EOFError")):
             return True

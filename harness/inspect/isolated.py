@@ -85,7 +85,8 @@ def _child(path: Path, limits: Limits, allowlist: Optional[frozenset[str]], writ
 
 
 def _collect(fd: int, deadline: float) -> tuple[bytes, bool]:
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     try:
         while True:
             left = deadline - time.monotonic()

@@ -19,7 +19,7 @@ import dataclasses
 import io
 import pickle
 import struct
-from typing import Any, BinaryIO, Iterator, Optional
+from typing import Any, BinaryIO, ClassVar, Iterator, Optional
 
 from harness.inspect import dangerous
 from harness.inspect.limits import DEFAULT, Budget, InspectionLimit, Limits, Window
@@ -127,6 +127,8 @@ SPECIAL: dict[str, Any] = {
 _SPECIAL_FUNCTIONS = frozenset(f for f in SPECIAL.values() if f is not collections.OrderedDict)
 #: values that are leaves of a skeleton (hashing them costs nothing)
 _SCALARS = frozenset({str, bytes, int, float, bool, type(None), complex})
+#: a declared length above this is no cut-short file's: the pickle is hostile or corrupt (256 TiB)
+IMPLAUSIBLE_BYTES = 1 << 48
 _NAMES = {pickle.BINBYTES8[0]: "BINBYTES8", pickle.BINUNICODE8[0]: "BINUNICODE8", pickle.BINBYTES[0]: "BINBYTES",
           pickle.BINUNICODE[0]: "BINUNICODE", pickle.BINSTRING[0]: "BINSTRING"}
 
@@ -142,7 +144,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     moment it is named, so a pickle that breaks later still shows what it imports.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined,misc]
 
     def __init__(self, stream: BinaryIO | Window, limits: Limits = DEFAULT, budget: Optional[Budget] = None) -> None:
         super().__init__(stream, encoding="latin1")
@@ -318,7 +320,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.SETITEM[0]] = load_setitem
 
     def load_setitems(self) -> None:
-        items = self.pop_mark()
+        items = self.pop_mark()  # type: ignore[attr-defined]
         target = self.stack[-1]
         for i in range(0, len(items) - 1, 2):
             self.set_item(target, items[i], items[i + 1])
@@ -326,7 +328,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.SETITEMS[0]] = load_setitems
 
     def load_dict(self) -> None:
-        items = self.pop_mark()
+        items = self.pop_mark()  # type: ignore[attr-defined]
         made: dict[Any, Any] = {}
         for i in range(0, len(items) - 1, 2):
             self.set_item(made, items[i], items[i + 1])
@@ -335,7 +337,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.DICT[0]] = load_dict
 
     def load_additems(self) -> None:
-        items = self.pop_mark()
+        items = self.pop_mark()  # type: ignore[attr-defined]
         target = self.stack[-1]
         if not isinstance(target, set):
             raise pickle.UnpicklingError(f"ADDITEMS on a {type(target).__name__}")
@@ -344,13 +346,13 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.ADDITEMS[0]] = load_additems
 
     def load_frozenset(self) -> None:
-        items = self.pop_mark()
+        items = self.pop_mark()  # type: ignore[attr-defined]
         self.append(frozenset(self.check_key(item) for item in items))
 
     dispatch[pickle.FROZENSET[0]] = load_frozenset
 
     def load_appends(self) -> None:
-        items = self.pop_mark()
+        items = self.pop_mark()  # type: ignore[attr-defined]
         target = self.stack[-1]
         if not isinstance(target, (list, Opaque)):
             raise pickle.UnpicklingError(f"APPENDS on a {type(target).__name__}")
@@ -375,8 +377,10 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if frame is not None:
             left = (left or 0) + len(frame.getbuffer()) - frame.tell()
         if left is not None and size > left:
-            raise pickle.UnpicklingError(f"{what} declares {size:,} bytes but only {max(left, 0):,} remain "
-                                         "(a truncated or hostile pickle)")
+            if size > IMPLAUSIBLE_BYTES:
+                raise pickle.UnpicklingError(f"{what} declares {size:,} bytes but only {max(left, 0):,} remain "
+                                             "(no file is that big: a hostile or corrupt pickle)")
+            raise EOFError(f"pickle data was truncated: {what} declares {size:,} bytes but {max(left, 0):,} remain")
         return size
 
     def load_bytearray8(self) -> None:
@@ -424,7 +428,7 @@ for _opcode, _fmt in ((pickle.BINBYTES8, "<Q"), (pickle.BINUNICODE8, "<Q"), (pic
         if _op in (pickle.BINBYTES8, pickle.BINBYTES):
             self.append(bytes(data))
         elif _op == pickle.BINSTRING:
-            self.append(self._decode_string(data))
+            self.append(self._decode_string(data))  # type: ignore[attr-defined]
         else:
             self.append(str(data, "utf-8", "surrogatepass"))
 
