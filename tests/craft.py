@@ -128,8 +128,9 @@ def deflate_bomb(inflated_mb: int) -> tuple[bytes, int]:
 def zip_with_raw_entries(entries: dict[str, tuple[bytes, int, int]]) -> bytes:
     """A zip written by hand: name → (raw deflate data, declared inflated size, compression method).
 
-    Stored entries (method 0) get their CRC; a deflated entry's CRC is left 0: nothing reads it to the end (a reader that did would fail the
-    CRC check there, after inflating everything, which is the point of the test).
+    Stored entries (method 0) get their CRC; a deflated entry's CRC is left 0: nothing reads it to
+    the end (a reader that did would fail the CRC check there, after inflating everything, which is
+    the point of the test).
     """
     local, central, offset = b"", b"", 0
     for name, (data, size, method) in entries.items():

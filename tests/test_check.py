@@ -9,7 +9,6 @@ environment exists.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys

@@ -279,8 +279,9 @@ def _verdict_for(names: list[str], dangerous_globals: list[str]) -> list[str]:
     inspection = Inspection("f.pt", 1, "zip", globals=names, dangerous_globals=dangerous_globals)
     fail = {"status": "fail", "message": "Weights only load failed", "warnings": []}
     result = {"loads": {"weights_only": fail, "unsafe": {"status": "skip", "message": "x", "warnings": []}},
-              "torch": "2.13.0", "verified_fix": {"status": "loads", "names": names,
-                                                   "code": f"torch.serialization.add_safe_globals([{', '.join(names)}])"}}
+              "torch": "2.13.0", "verified_fix": {
+                  "status": "loads", "names": names,
+                  "code": f"torch.serialization.add_safe_globals([{', '.join(names)}])"}}
     return judge(inspection, "2.13.0", result).fixes
 
 

@@ -238,5 +238,6 @@ def unsafe_not_tried(inspection: Inspection, result: dict[str, Any]) -> Optional
         return None  # the verified allowlist is the fix; no reason to run the file's code
     if decisive and decisive["status"] == "fail" and skipped_unsafe and inspection.loadable \
             and not inspection.dangerous_globals:
-        return "it may load with weights_only=False, which runs the file's code: rerun with --allow-unsafe if you trust it"
+        return ("it may load with weights_only=False, which runs the file's code: rerun with --allow-unsafe if you "
+                "trust it")
     return None

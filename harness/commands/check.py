@@ -167,7 +167,7 @@ def _load_everywhere(args: argparse.Namespace, inspections: list, progress: Prog
             if not same_release(release, environment["torch"]):
                 raise HarnessError(f"the environment {python.parent.parent} has torch {environment['torch']}, not "
                                    f"{release}: remove it so that it is rebuilt")
-            for inspection, result in zip(group, results):
+            for inspection, result in zip(group, results):  # noqa: B905 - the worker pads a short answer
                 verdict = judge(inspection, release, result).to_json()
                 verdict["notes"] = environment.get("notes", [])
                 verdict["default_weights_only"] = environment.get("default_weights_only")
@@ -201,7 +201,8 @@ def _print(reports: list[dict[str, Any]], out: Console) -> None:
             if records:
                 out.print(f"  records: {safe(records)}")
             if r["prefixes"]:
-                out.print(f"  key prefixes: {', '.join(f'{safe(repr(p))} on {n} keys' for p, n in r['prefixes'].items())}")
+                listed = ", ".join(f"{safe(repr(p))} on {n} keys" for p, n in r["prefixes"].items())
+                out.print(f"  key prefixes: {listed}")
             if r["suspicious_globals"]:
                 out.print(f"  unknown globals (their code runs when unpickled): "
                           f"{safe(', '.join(r['suspicious_globals']))}")

@@ -89,7 +89,7 @@ class Inspection:
 READ: Any = object()
 
 
-def inspect_file(path: Path, limits: Optional["Limits"] = None, allowlist: Any = READ) -> Inspection:
+def inspect_file(path: Path, limits: Optional[Limits] = None, allowlist: Any = READ) -> Inspection:
     """Inspect one file; never raises for what is inside it (a broken or hostile file is a finding).
 
     ``allowlist``: torch's weights_only allowlist as a set of names, None where unknown, or

@@ -94,7 +94,8 @@ def safetensors(path: Path, head: bytes, size: int, budget: Budget) -> Optional[
     found.prefixes = shapes.prefixes([list(tensors)])
     found.unsafe_globals = []
     if 8 + header_len + end > size:
-        return _broken(found, TRUNCATED, f"safetensors data ends at byte {8 + header_len + end} but the file has {size}")
+        return _broken(found, TRUNCATED,
+                       f"safetensors data ends at byte {8 + header_len + end} but the file has {size}")
     return found
 
 
@@ -246,7 +247,8 @@ def _short(value: Any) -> str:
 def _export_legacy(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
     """torch.export.save before the PT2 archive (≤ 2.7): a JSON program plus torch.save'd state."""
     found.container = "export_pt2"
-    found.detail = f"torch.export program, pre-PT2 layout (schema {found.records.get('version', '?')}): torch.export.load"
+    found.detail = (f"torch.export program, pre-PT2 layout (schema {found.records.get('version', '?')}): "
+                    "torch.export.load")
     found.structure = "exported program"
     found.unsafe_globals = []
     if "serialized_state_dict.pt" in inside:

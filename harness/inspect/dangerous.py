@@ -68,7 +68,8 @@ DANGEROUS_PREFIXES: tuple[str, ...] = (
 #: exact ``module.name`` globals that are dangerous in modules that are otherwise fine
 DANGEROUS_NAMES: frozenset[str] = frozenset({
     # picklescan
-    "torch.serialization.load", "torch._inductor.codecache.compile_file", "torch.jit.unsupported_tensor_ops.execWrapper",
+    "torch.serialization.load", "torch._inductor.codecache.compile_file",
+    "torch.jit.unsupported_tensor_ops.execWrapper",
     "torch.utils._config_module.ConfigModule.load_config", "torch._dynamo.guards.GuardBuilder.get",
     "torch.fx.experimental.symbolic_shapes.ShapeEnv.evaluate_guards_expression", "logging.FileHandler",
     "_io.FileIO", "code.InteractiveInterpreter.runcode", "doctest.debug_script", "ensurepip._run_pip",

@@ -71,7 +71,7 @@ class Opaque:
         self.items: dict[Any, Any] = {}
         self.elements: list[Any] = []
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Opaque":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
         instance = super().__new__(cls)
         instance.args, instance.state, instance.items, instance.elements = args, None, {}, []
         return instance
@@ -94,7 +94,8 @@ class Opaque:
 
 
 def _rebuild_tensor(storage: Any = None, offset: Any = 0, size: Any = (), *rest: Any) -> TensorRef:
-    return TensorRef(storage if isinstance(storage, StorageRef) else None, tuple(size) if isinstance(size, tuple) else ())
+    shape = tuple(size) if isinstance(size, tuple) else ()
+    return TensorRef(storage if isinstance(storage, StorageRef) else None, shape)
 
 
 def _rebuild_parameter(data: Any = None, *rest: Any) -> Any:
@@ -303,7 +304,8 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(key) in _SCALARS or isinstance(key, (Opaque, type)):
             return key
         if isinstance(key, (tuple, frozenset)):
-            measure(key, self.limits.key_nodes, min(self.limits.depth, 64), self.budget, what="a dict key or set member")
+            measure(key, self.limits.key_nodes, min(self.limits.depth, 64), self.budget,
+                    what="a dict key or set member")
             return key
         raise pickle.UnpicklingError(f"a dict key or set member is a {type(key).__name__} (unhashable)")
 
