@@ -288,8 +288,9 @@ def test_cli_one_line_per_hostile_file(hostile: dict[str, Path], tmp_path: Path)
     assert done.returncode == 1 and not done.stderr.strip(), done.stderr[-2000:]
     reports = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["path"] for r in reports] == paths
-    assert peak < MAX_MB, peak
-    assert seconds < 60 + MAX_SECONDS * 0, seconds  # one CLI start (torch import) and every file
+    assert peak < MAX_MB, peak  # the check process (torch imported) and every forked inspection
+    slow = {r["path"]: r["inspection_seconds"] for r in reports if not r["inspection_seconds"] < MAX_SECONDS}
+    assert not slow, slow
     text_run, _, _ = _check_cli(*paths)
     assert text_run.returncode == 1, text_run.stderr
     assert "Traceback" not in text_run.stderr and not text_run.stderr.strip(), text_run.stderr[-2000:]

@@ -77,11 +77,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
     with _progress(console) as progress:
         task = progress.add_task("inspecting", total=len(args.files) * (1 + len(args.releases)))
         inspections = []
+        seconds: dict[str, float] = {}
         for path in args.files:
-            inspections.append(inspect_isolated(path, limits, allowlist)[0])
+            found, used = inspect_isolated(path, limits, allowlist)
+            inspections.append(found)
+            seconds[found.path] = used["seconds"]
             progress.advance(task)
         verdicts = _load_everywhere(args, inspections, progress, task, console)
-    reports = [_report(i, verdicts.get(i.path, {})) for i in inspections]
+    reports = [{**_report(i, verdicts.get(i.path, {})), "inspection_seconds": seconds.get(i.path)}
+               for i in inspections]
     if args.json:
         for report in reports:
             print(json.dumps(report, sort_keys=True), flush=True)

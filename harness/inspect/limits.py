@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import zipfile
-from typing import BinaryIO
 
 MB = 1024 * 1024
 
@@ -84,48 +83,3 @@ def read_entry(archive: zipfile.ZipFile, name: str, limit: int, ratio_limit: int
         raise InspectionLimit(f"zip entry {name!r} inflates past the {limit:,}-byte limit (it declares "
                               f"{info.file_size:,}): a zip bomb; stopped reading")
     return data
-
-
-class Window:
-    """A read-only view of at most ``limit`` bytes of a stream from its current position.
-
-    Reads past the end of the view raise :class:`InspectionLimit` (or return short, past the end of
-    the stream) *before* anything is allocated, so a declared length is checked against what is left.
-    """
-
-    def __init__(self, stream: BinaryIO, size: int, limit: int) -> None:
-        self.stream = stream
-        self.start = stream.tell()
-        self.end = min(size, self.start + limit)
-        self.file_end = size
-        self.limit = limit
-
-    def remaining(self) -> int:
-        return self.end - self.stream.tell()
-
-    def _allow(self, n: int) -> int:
-        left = self.remaining()
-        if n > left:
-            if self.end < self.file_end and n <= self.file_end - self.stream.tell():
-                raise InspectionLimit(f"pickle longer than the {self.limit:,}-byte inspection limit")
-            raise EOFError(f"pickle data was truncated: it declares {n:,} bytes but {max(left, 0):,} remain")
-        return n
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = self.remaining()
-        return self.stream.read(self._allow(n))
-
-    def readline(self) -> bytes:
-        line = self.stream.readline(max(self.remaining(), 0))
-        if line and not line.endswith(b"\n") and self.remaining() <= 0 and self.end < self.file_end:
-            raise InspectionLimit(f"pickle longer than the {self.limit:,}-byte inspection limit")
-        return line
-
-    def readinto(self, buffer: bytearray) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def tell(self) -> int:
-        return self.stream.tell()

@@ -22,7 +22,7 @@ import struct
 from typing import Any, BinaryIO, ClassVar, Iterator, Optional
 
 from harness.inspect import dangerous
-from harness.inspect.limits import DEFAULT, Budget, InspectionLimit, Limits, Window
+from harness.inspect.limits import DEFAULT, MB, Budget, InspectionLimit, Limits
 
 #: legacy typed-storage class names (``torch.FloatStorage``) → (dtype, bytes per element)
 STORAGE_DTYPES: dict[str, tuple[str, int]] = {
@@ -138,7 +138,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """Unpickles into stand-ins under :class:`~harness.inspect.limits.Limits`. Runs no code from the file.
 
     The pure-Python virtual machine of :mod:`pickle`, so that each opcode that could cost more than
-    its bytes is checked first: declared lengths against what is left (:class:`Window`), integers
+    its bytes is checked first: declared lengths against the bytes left in the buffer, integers
     by size, dict keys and set members by size (hashing a deep or shared tuple recurses without
     bound in C), ``BUILD`` only on stand-ins, ``STACK_GLOBAL`` on computed names recorded as
     :data:`~harness.inspect.dangerous.COMPUTED` instead of failing, and every global recorded the
@@ -147,11 +147,12 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined,misc]
 
-    def __init__(self, stream: BinaryIO | Window, limits: Limits = DEFAULT, budget: Optional[Budget] = None) -> None:
+    def __init__(self, stream: io.BytesIO, limits: Limits = DEFAULT, budget: Optional[Budget] = None) -> None:
         super().__init__(stream, encoding="latin1")
         self.limits = limits
         self.budget = budget or Budget(limits)
-        self.window = stream if isinstance(stream, Window) else None
+        self.source = stream
+        self.length = len(stream.getbuffer())
         self.globals: list[str] = []
         self.storages: dict[str, StorageRef] = {}
         self._classes: dict[str, type] = {}
@@ -374,11 +375,11 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     # -- declared sizes ----------------------------------------------------------------------
 
     def _declared(self, what: str, size: int) -> int:
-        left = self.window.remaining() if self.window is not None else None
+        left = self.length - self.source.tell()
         frame = self._unframer.current_frame
         if frame is not None:
-            left = (left or 0) + len(frame.getbuffer()) - frame.tell()
-        if left is not None and size > left:
+            left += len(frame.getbuffer()) - frame.tell()
+        if size > left:
             if size > IMPLAUSIBLE_BYTES:
                 raise pickle.UnpicklingError(f"{what} declares {size:,} bytes but only {max(left, 0):,} remain "
                                              "(no file is that big: a hostile or corrupt pickle)")
@@ -466,15 +467,40 @@ def read_skeleton(data: bytes | BinaryIO, limits: Limits = DEFAULT, budget: Opti
                   size: Optional[int] = None) -> PickleSkeleton:
     """Inert read of one pickle (bytes, or a stream positioned at it whose total ``size`` is given).
 
-    Raises :class:`PickleFailed` on a broken stream, :class:`PickleOverLimits` past a limit; both
-    carry the globals named so far.
+    A stream is read in a bounded chunk (1 MiB, then at most ``limits.pickle_bytes``) and left
+    positioned just after the pickle. Raises :class:`PickleFailed` on a broken stream,
+    :class:`PickleOverLimits` past a limit; both carry the globals named so far.
     """
     budget = budget or Budget(limits)
     if isinstance(data, (bytes, bytearray)):
-        window = Window(io.BytesIO(data), len(data), limits.pickle_bytes)
-    else:
-        window = Window(data, size if size is not None else _stream_size(data), limits.pickle_bytes)
-    unpickler = InertUnpickler(window, limits, budget)
+        if len(data) > limits.pickle_bytes:
+            raise PickleOverLimits(f"a pickle of {len(data):,} bytes, over the {limits.pickle_bytes:,}-byte limit", [])
+        return _read_buffer(io.BytesIO(data), limits, budget)
+    start = data.tell()
+    available = (size if size is not None else _stream_size(data)) - start
+    for chunk in (min(MB, limits.pickle_bytes), limits.pickle_bytes):
+        data.seek(start)
+        buffer = io.BytesIO(data.read(min(chunk, available)))
+        try:
+            skeleton = _read_buffer(buffer, limits, budget)
+        except PickleFailed:
+            if chunk >= available or chunk == limits.pickle_bytes or not _ran_out(buffer):
+                if chunk < available and _ran_out(buffer):
+                    raise PickleOverLimits(f"a pickle longer than the {limits.pickle_bytes:,}-byte limit",
+                                           []) from None
+                raise
+            continue
+        data.seek(start + buffer.tell())
+        return skeleton
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ran_out(buffer: io.BytesIO) -> bool:
+    return buffer.tell() >= len(buffer.getbuffer())
+
+
+def _read_buffer(buffer: io.BytesIO, limits: Limits, budget: Budget) -> PickleSkeleton:
+    unpickler = InertUnpickler(buffer, limits, budget)
     try:
         root = unpickler.load()
         measure(root, limits.expanded_nodes, limits.depth, budget)
@@ -485,7 +511,7 @@ def read_skeleton(data: bytes | BinaryIO, limits: Limits = DEFAULT, budget: Opti
     except MemoryError:
         raise PickleOverLimits("the pickle asks for more memory than the inspection allows",
                                unpickler.globals) from None
-    except Exception as exc:  # any other failure of a hostile stream is a broken pickle, never a crash
+    except Exception as exc:  # noqa: BLE001 - any failure of a hostile stream is a broken pickle, never a crash
         raise PickleFailed(f"{type(exc).__name__}: {_text(exc)}", unpickler.globals) from None
     return PickleSkeleton(root, unpickler.globals, unpickler.storages)
 
