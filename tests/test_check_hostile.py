@@ -9,6 +9,7 @@ that child; the CLI tests (slow) run ``ckpt-harness check`` over all of them at 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -310,3 +311,27 @@ def test_cli_fifo_and_device_are_named_as_such(tmp_path: Path) -> None:
         done, seconds, _ = _check_cli(str(path))
         assert done.returncode == 2 and word in done.stderr and "no such file" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and seconds < 60
+
+
+def test_fifo_and_device_are_not_opened(tmp_path: Path) -> None:
+    """Opening a FIFO blocks and /dev/zero never ends: inspect_file answers from stat alone."""
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        found = inspect_file(path)
+        assert found.container == NOT_A_CHECKPOINT and "not a regular file" in found.detail
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("\x1b[2J\x1b[8mname", "\\x1b[2J\\x1b[8mname"), ("[/x][bold]", "\\[/x]\\[bold]"),
+    ("evil\u202etxt.pt", "evil\\u202etxt.pt"), ("lone \udcff", "lone \\udcff"), ("\x9b31m", "\\x9b31m"),
+])
+def test_text_from_files_is_inert_for_the_terminal(raw: str, shown: str) -> None:
+    from rich.console import Console
+
+    from harness.commands.check import safe
+
+    assert safe(raw) == shown
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    console.print(f"[bold]{safe(raw)}[/]")  # no MarkupError; the raw escape never reaches the output
+    assert "\x1b[2J" not in console.file.getvalue() and "\u202e" not in console.file.getvalue()

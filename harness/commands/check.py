@@ -117,13 +117,15 @@ def _validate(files: list[Path]) -> None:
             raise HarnessError(f"{shown} is {kind or 'not a regular file'}, not a checkpoint file: pass a regular file")
 
 
-#: C0 and C1 control characters and DEL: a file's bytes must never drive the terminal
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: C0 and C1 control characters, DEL and the bidirectional overrides: a file's bytes never drive the terminal
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def safe(text: Any, markup: bool = True) -> str:
-    """Text from a file made inert for the terminal: control characters as ``\\xNN``, rich markup escaped."""
-    cleaned = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """Text from a file made inert for the terminal: control characters as ``\\xNN``/``\\uNNNN``, lone
+    surrogates backslash-escaped, rich markup escaped."""
+    printable = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    cleaned = CONTROL.sub(lambda m: ascii(m.group())[1:-1], printable)
     return escape(cleaned) if markup else cleaned
 
 

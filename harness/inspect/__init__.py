@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -106,7 +107,10 @@ def inspect_file(path: Path, limits: Optional[Limits] = None, allowlist: Any = R
 
         found = recognised_elsewhere(path, b"", containers.artifact_bytes(path), budget)
         return found or Inspection(str(path), 0, NOT_A_CHECKPOINT, "a folder that is no known checkpoint layout")
-    size = path.stat().st_size
+    status = path.stat()
+    size = status.st_size
+    if not stat.S_ISREG(status.st_mode):  # a FIFO would block the read, a device never end
+        return Inspection(str(path), size, NOT_A_CHECKPOINT, "not a regular file (a FIFO, device or socket)")
     with open(path, "rb") as stream:
         head = stream.read(64)
     found: Optional[Inspection] = None
