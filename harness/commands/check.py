@@ -224,7 +224,8 @@ def _print(reports: list[dict[str, Any]], out: Console) -> None:
                 message = f": {safe(load['message'])}" if load["message"] else ""
                 out.print(f"    [{colour}]{safe(load['status']):<4}[/] {safe(mode)}{message}")
             if verdict.get("known_breaks"):
-                out.print(f"    [dim]known breaks (harness/data/breaks.toml): {safe(', '.join(verdict['known_breaks']))}[/]")
+                breaks = safe(", ".join(verdict["known_breaks"]))
+                out.print(f"    [dim]known breaks (harness/data/breaks.toml): {breaks}[/]")
             for fix in verdict["fixes"]:
                 out.print(f"    [cyan]fix:[/] {safe(fix)}")
 
