@@ -56,7 +56,7 @@ class _Op:
 def _ops(data: bytes) -> list[_Op]:
     found = list(pickletools.genops(data))
     ends = [pos for _, _, pos in found[1:]] + [len(data)]
-    return [_Op(op.name, arg, pos, end) for (op, arg, pos), end in zip(found, ends)]
+    return [_Op(op.name, arg, int(pos or 0), int(end or 0)) for (op, arg, pos), end in zip(found, ends, strict=True)]
 
 
 @dataclasses.dataclass
@@ -110,7 +110,8 @@ def _pushed_by(ops: list[_Op], put: int) -> int:
 
 def _top_level(ops: list[_Op], start: int, stop: int, count: int) -> list[int]:
     """Indices of the first ``count`` single-op elements between a MARK and its TUPLE."""
-    elements, i = [], start
+    elements: list[int] = []
+    i = start
     while i < stop and len(elements) < count:
         if ops[i].name in _MEMO_PUT:
             i += 1

@@ -18,9 +18,8 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 
-from harness import containers
+from harness import containers, placement
 from harness import env as envmod
-from harness import placement
 from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
 from harness.errors import HarnessError
 from harness.fingerprint import collect_metadata, describe_tensor, fingerprint, module_modes, optimizer_fingerprint

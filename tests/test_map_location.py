@@ -15,7 +15,8 @@ from torch import nn
 from harness import compat, cuda_tags
 from harness import env as envmod
 from harness.checks import _devices as checks
-from harness.containers.legacy import OBJECT_PICKLE, pickle_spans as legacy_pickle_spans
+from harness.containers.legacy import OBJECT_PICKLE
+from harness.containers.legacy import pickle_spans as legacy_pickle_spans
 from harness.fingerprint import hash_file
 from harness.formats import FORMATS, LoadRequest
 from tests.conftest import index, records, run_cli
@@ -155,7 +156,8 @@ def test_optimizer_moved_across_devices_resumes(consumed: dict, case: str) -> No
 
 def _run_checks(artifacts: Path, tmp_path: Path, names: tuple[str, ...], fmt: str = "state_dict_zip") -> dict:
     """The named checks on the batchnorm artifact of ``fmt``, in this process (so tests can tamper)."""
-    found = [a for a in consume_module.collect([artifacts]) if (a.entry["case"], a.entry["format"]) == ("batchnorm", fmt)]
+    found = [a for a in consume_module.collect([artifacts])
+             if (a.entry["case"], a.entry["format"]) == ("batchnorm", fmt)]
     registry = consume_module.CHECKS
     registry.discover()
     everything = dict(registry._entries)
@@ -204,7 +206,8 @@ def test_a_wrong_error_expectation_is_caught(artifacts: Path, tmp_path: Path, mo
     assert "raised something else than 'a message PyTorch never prints'" in found["cuda_tagged"].detail
 
 
-def test_a_form_that_lands_elsewhere_is_caught(artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_form_that_lands_elsewhere_is_caught(artifacts: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     if compat.map_location_meta():
         pytest.skip(compat.map_location_meta())
     lying = checks.Form("'meta' claimed as cpu", lambda: "meta", "cpu")

@@ -17,11 +17,14 @@ from harness.formats import Resumable
 
 def restore(ctx: Context, state: Resumable, device: str = "cpu") -> tuple[dict[str, nn.Module], dict, dict]:
     """Fresh models on ``device`` with optimizers and schedulers restored from ``state``."""
-    models = ctx.case.fresh_models()
+    case = ctx.case
+    if case is None:  # the checks that resume declare needs_case: consume never gets here without it
+        raise RuntimeError(f"resuming needs the case's code: {ctx.case_missing}")
+    models = case.fresh_models()
     for name, model in models.items():
         model.to(device)
         model.load_state_dict(state.model_states[name])
-    optimizers, schedulers = make_optimizers(ctx.case, models)
+    optimizers, schedulers = make_optimizers(case, models)
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state.optimizer_states[name])
     for name, scheduler_state in state.scheduler_states.items():
@@ -46,10 +49,18 @@ def steps_off_cpu(optimizers: dict) -> list[str]:
                    if isinstance(s.get("step"), torch.Tensor) and s["step"].device.type != "cpu"})
 
 
+def training_state(ctx: Context, loaded: Any) -> Resumable:
+    """The format's training state of a deep copy of ``loaded`` (Optimizer.load_state_dict shares the
+    loaded tensors and step() updates them in place)."""
+    state = ctx.fmt.resumable(copy.deepcopy(loaded))
+    if state is None:
+        raise RuntimeError(f"{ctx.fmt.name} holds optimizer state but gave no training state to resume from")
+    return state
+
+
 def judge(ctx: Context, loaded: Any) -> Outcome:
     """The resume verdict for ``loaded``: bitwise in the same environment, else within ``resume_atol``."""
-    # a copy: Optimizer.load_state_dict shares the loaded tensors and step() updates them in place
-    state = ctx.fmt.resumable(copy.deepcopy(loaded))
+    state = training_state(ctx, loaded)
     models = resume_one_step(ctx, state)
     if ctx.same_numerics:
         actual = fingerprint({name: m.state_dict() for name, m in models.items()})["tensors"]

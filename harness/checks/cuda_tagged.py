@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness import compat, cuda_tags
-from harness.checks import Check, Context, Outcome, failed, passed, register
-from harness.checks import _devices
+from harness.checks import Check, Context, Outcome, _devices, failed, passed, register
 from harness.checks._devices import TaggedCopy, attempt, differences
 from harness.formats import Format
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from harness.checks import Check, Context, Outcome, failed, passed, register
-from harness.checks import _devices
+from harness.checks import Check, Context, Outcome, _devices, failed, passed, register
 from harness.checks._compare import summarize
 from harness.formats import Format
 

@@ -4,7 +4,6 @@ The resumed step is the ``resume`` check's own (:mod:`harness.checks._resume`), 
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -12,10 +11,9 @@ from typing import Any, Optional
 import torch
 
 from harness import compat, cuda_tags
-from harness.checks import Check, Context, Outcome, failed, passed, register
-from harness.checks import _devices
+from harness.checks import Check, Context, Outcome, _devices, failed, passed, register
 from harness.checks._compare import max_abs_difference
-from harness.checks._resume import judge, restore, resume_one_step, steps_off_cpu
+from harness.checks._resume import judge, restore, resume_one_step, steps_off_cpu, training_state
 from harness.formats import Format
 
 
@@ -37,7 +35,7 @@ class OptimizerDeviceCheck(Check):
             except cuda_tags.TagError as exc:
                 return failed(f"could not make a CUDA-tagged copy: {exc}")
             loaded = ctx.load("cpu", path=tagged.path)
-        _, optimizers, _ = restore(ctx, ctx.fmt.resumable(copy.deepcopy(loaded)))
+        _, optimizers, _ = restore(ctx, training_state(ctx, loaded))
         misplaced = steps_off_cpu(optimizers)
         if misplaced:
             return failed(f"after map_location='cpu' and optimizer.load_state_dict, step is not a CPU tensor: "
@@ -56,17 +54,19 @@ class OptimizerDeviceCheck(Check):
 
 def resume_on_cuda(ctx: Context) -> tuple[Optional[str], str]:
     """A CPU checkpoint loaded with map_location='cuda:0' into models on cuda:0 resumes within tolerance."""
-    state = ctx.fmt.resumable(ctx.load("cuda:0"))
-    _, optimizers, _ = restore(ctx, copy.deepcopy(state), "cuda:0")
+    loaded = ctx.load("cuda:0")
+    _, optimizers, _ = restore(ctx, training_state(ctx, loaded), "cuda:0")
     wrong = steps_off_cpu(optimizers)
     if wrong:
         return f"map_location='cuda:0' then optimizer.load_state_dict put step on {wrong}", ""
     reference = ctx.stored.get("next_step")
     if reference is None:
         return None, "GPU resume not compared (no stored next step)"
-    models = resume_one_step(ctx, state, "cuda:0")
-    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for n in models.values() for m in n.modules()):
-        return None, "step on cpu after loading onto cuda:0 (dropout draws from the CUDA generator: values not compared)"
+    models = resume_one_step(ctx, training_state(ctx, loaded), "cuda:0")
+    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
+           for net in models.values() for m in net.modules()):
+        return None, ("step on cpu after loading onto cuda:0 (dropout draws from the CUDA generator: "
+                      "values not compared)")
     actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
     worst, where = max_abs_difference(reference, actual)
     atol = float(ctx.case_section["resume_atol"])

@@ -106,7 +106,7 @@ def artifact_hash(path: Path, chunk: int = 16 * 1024 * 1024) -> str:
         return _file_hash(path, chunk)
     digest = xxhash.xxh3_128()
     for file in artifact_files(path):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{_file_hash(file, chunk)}\n".encode("utf-8"))
+        digest.update(f"{file.relative_to(path).as_posix()}\0{_file_hash(file, chunk)}\n".encode())
     return digest.hexdigest()
 
 

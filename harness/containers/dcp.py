@@ -38,4 +38,5 @@ class DcpFolder(Container):
         return found + ([] if data_files(path) else [f"no {DATA_SUFFIX} data file"])
 
 
-DCP = register(DcpFolder())
+DCP = DcpFolder()
+register(DCP)

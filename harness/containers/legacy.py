@@ -65,7 +65,8 @@ class LegacyStream(Container):
             return pickle_spans(stream, OBJECT_PICKLE + 1)[OBJECT_PICKLE]
 
 
-LEGACY = register(LegacyStream())
+LEGACY = LegacyStream()
+register(LEGACY)
 
 
 def legacy_tensor_bytes(path: Path) -> int:

@@ -44,4 +44,5 @@ class OnnxModel(Container):
                    for t in parse(path).graph.initializer)
 
 
-ONNX = register(OnnxModel())
+ONNX = OnnxModel()
+register(ONNX)

@@ -86,4 +86,5 @@ class SafeTensorsFile(Container):
         return [] if end <= data else [f"{path.name}: tensor data ends at {end} but the file holds {data} data bytes"]
 
 
-SAFETENSORS = register(SafeTensorsFile())
+SAFETENSORS = SafeTensorsFile()
+register(SAFETENSORS)

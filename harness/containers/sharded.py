@@ -77,7 +77,8 @@ def problems(folder: Path) -> list[str]:
             continue
         stored_bytes += sum(e["data_offsets"][1] - e["data_offsets"][0] for e in held.values())
         listed = {name for name, where in weight_map.items() if where == shard}
-        found += [f"stale index: {name} is mapped to {shard}, which does not hold it" for name in sorted(listed - set(held))]
+        found += [f"stale index: {name} is mapped to {shard}, which does not hold it"
+                  for name in sorted(listed - set(held))]
         found += [f"{name} in {shard} is absent from the index" for name in sorted(set(held) - listed)]
     unlisted = sorted(p.name for p in folder.glob("*.safetensors") if p.name not in set(weight_map.values()))
     found += [f"shard {name} is in the folder but not in the index" for name in unlisted]
@@ -102,4 +103,5 @@ class ShardedSafeTensors(Container):
         return problems(path)
 
 
-SHARDED = register(ShardedSafeTensors())
+SHARDED = ShardedSafeTensors()
+register(SHARDED)

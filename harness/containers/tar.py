@@ -53,4 +53,5 @@ def read_member(path: Path, name: str) -> bytes:
         return stream.read()
 
 
-TAR = register(TarArchive())
+TAR = TarArchive()
+register(TAR)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from harness.containers import Container, ContainerError, register
-from harness.containers import _zip
+from harness.containers import Container, ContainerError, _zip, register
 
 
 class TorchZip(Container):
@@ -38,4 +37,5 @@ def read_pickle(path: Path) -> bytes:
         return archive.read(data_pkl(archive))
 
 
-TORCH_ZIP = register(TorchZip())
+TORCH_ZIP = TorchZip()
+register(TORCH_ZIP)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.containers import Container, register
-from harness.containers import _zip
+from harness.containers import Container, _zip, register
 
 
 class TorchScriptArchive(Container):
@@ -19,4 +18,5 @@ class TorchScriptArchive(Container):
         return _zip.tensor_bytes(path)
 
 
-TORCHSCRIPT = register(TorchScriptArchive())
+TORCHSCRIPT = TorchScriptArchive()
+register(TORCHSCRIPT)

@@ -99,7 +99,8 @@ def _safetensors_layout(data: bytes) -> Optional[Layout]:
     except ContainerError:
         return None
     end = 8 + header_len
-    return Layout("safetensors", len(data), {"header-length": (0, 8), "header": (8, end), "tensor-data": (end, len(data))})
+    return Layout("safetensors", len(data),
+                  {"header-length": (0, 8), "header": (8, end), "tensor-data": (end, len(data))})
 
 
 def _legacy_layout(data: bytes) -> Optional[Layout]:

@@ -176,7 +176,8 @@ class Format:
         """
         caps = self.capabilities
         if request.mode not in caps.load_modes:
-            raise Unsupported(f"{self.name} is not loaded in mode {request.mode!r} (modes: {', '.join(caps.load_modes)})")
+            raise Unsupported(f"{self.name} is not loaded in mode {request.mode!r} "
+                              f"(modes: {', '.join(caps.load_modes)})")
         if request.source not in caps.sources:
             raise Unsupported(f"{self.name} cannot be read from {request.source} "
                               f"(sources: {', '.join(s for s in SOURCES if s in caps.sources)})")
@@ -190,9 +191,10 @@ class Format:
         mapped = {"mmap": True} if request.source == "mmap" else {}
         return self.load(source, request.mode, request.map_location, request.case, **mapped)
 
-    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case], mmap: bool = False) -> Any:
+    def load(self, source: Source, mode: str, map_location: Any, case: Optional[Case]) -> Any:
         """The format's loader, called only by :meth:`open` within the capabilities: ``source`` is the
-        artifact's path, or a BytesIO of its bytes; ``mmap`` asks to map the file."""
+        artifact's path, or a BytesIO of its bytes. A format whose sources include ``mmap`` also takes
+        ``mmap=True`` (passed only when the request asks to map the file)."""
         raise NotImplementedError
 
     def contents(self, obj: Any) -> Any:

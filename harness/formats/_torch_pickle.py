@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from harness import _cases, compat
-from harness.containers.legacy import legacy_tensor_bytes, pickle_spans as legacy_pickle_spans  # noqa: F401
+from harness.containers.legacy import legacy_tensor_bytes  # noqa: F401
 from harness.formats import LOAD_MODES, SOURCES, TORCH_PICKLE_FORMS, Capabilities, Source
 
 WEIGHTS_ONLY_FOR_MODE = {"default": None, "weights_only": True, "unsafe": False}

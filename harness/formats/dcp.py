@@ -72,7 +72,7 @@ class DistributedCheckpoint(Format):
         return compat.dcp_unavailable()
 
     def payload(self, prepared: Prepared) -> Any:
-        state = app_state(prepared.single, prepared.optimizers["model"])
+        state = app_state(prepared.models["model"], prepared.optimizers["model"])
         return {**state, "scheduler": prepared.schedulers["model"].state_dict(),
                 "rng": prepared.rng_state.clone(), "epoch": prepared.steps}
 

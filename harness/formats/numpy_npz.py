@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Capabilities, CannotSave, Format, Source, register
+from harness.formats import CannotSave, Capabilities, Format, Source, register
 from harness.formats.sharded_safetensors import aliases, load_into
 
 

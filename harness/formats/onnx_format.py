@@ -23,7 +23,7 @@ from torch import nn
 
 from harness import compat
 from harness.case import Case, Prepared
-from harness.formats import Capabilities, CannotSave, Format, Source, register
+from harness.formats import CannotSave, Capabilities, Format, Source, register
 
 #: metadata key holding the eager output's pytree structure (ONNX outputs are a flat list)
 OUTPUT_TREE = "ckpt_harness.output_tree"
@@ -59,8 +59,8 @@ def export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, inputs, buffer, input_names=[f"input_{i}" for i in range(len(inputs))],
-                              **compat.onnx_export_kwargs())
+            torch.onnx.export(model, inputs, buffer,  # type: ignore[arg-type]  # the exporter writes to a file object too
+                              input_names=[f"input_{i}" for i in range(len(inputs))], **compat.onnx_export_kwargs())
     except Exception as exc:
         raise CannotSave(f"torch.onnx.export refuses this model: {type(exc).__name__}: {exc}") from None
     proto = onnx.load_model_from_string(buffer.getvalue())
@@ -84,17 +84,19 @@ class Onnx(Format):
         return compat.onnx_unavailable()
 
     def payload(self, prepared: Prepared) -> Any:
-        model = copy.deepcopy(prepared.single).eval()
+        model = copy.deepcopy(prepared.models["model"]).eval()
         inputs = prepared.inputs["model"]
         proto = export(model, inputs)
         with torch.no_grad():
             expected, _ = _flat(model(*inputs))
         actual, _ = _flat(OnnxModule(proto)(*inputs))
-        worst = max((float((a.double() - e.double()).abs().max()) for a, e in zip(actual, expected) if a.numel()),
-                    default=0.0)
-        if len(actual) != len(expected) or worst > prepared.case.atol:
+        if len(actual) != len(expected):
+            raise ValueError(f"onnxruntime gives {len(actual)} outputs for the eager model's {len(expected)}")
+        worst = max((float((a.double() - e.double()).abs().max())
+                     for a, e in zip(actual, expected, strict=True) if a.numel()), default=0.0)
+        if worst > prepared.case.atol:
             raise ValueError(f"onnxruntime's outputs of the export differ from the eager model's by {worst:.3g} "
-                             f"(atol {prepared.case.atol:g}; {len(actual)} vs {len(expected)} outputs)")
+                             f"(atol {prepared.case.atol:g})")
         return proto
 
     def save(self, payload: Any, path: Path) -> None:

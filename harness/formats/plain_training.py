@@ -15,8 +15,7 @@ from typing import Any, Optional
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Format, Resumable, Source, load_into_fresh, register
-from harness.formats import _torch_pickle
+from harness.formats import Format, Resumable, Source, _torch_pickle, load_into_fresh, register
 
 KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "loss")
 
@@ -28,7 +27,7 @@ class PlainTrainingCheckpoint(Format):
     capabilities = _torch_pickle.capabilities(legacy=False)
 
     def payload(self, prepared: Prepared) -> Any:
-        return {"epoch": prepared.steps, "model_state_dict": prepared.single.state_dict(),
+        return {"epoch": prepared.steps, "model_state_dict": prepared.models["model"].state_dict(),
                 "optimizer_state_dict": prepared.optimizers["model"].state_dict(), "loss": float(prepared.loss)}
 
     def save(self, payload: Any, path: Path) -> None:

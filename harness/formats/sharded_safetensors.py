@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from harness import compat
-from harness.case import Case, Prepared
-from harness.containers import ContainerError
-from harness.containers import sharded
-from harness.formats import Capabilities, Format, Source, register
+from harness.case import Case
+from harness.containers import ContainerError, sharded
+from harness.formats import Capabilities, Source, register
+from harness.formats.safetensors_format import SafeTensors
 
 #: shards per artifact the writer aims for (every case with a few tensors gets more than one)
 TARGET_SHARDS = 3
@@ -115,24 +115,14 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
-class ShardedSafeTensors(Format):
+class ShardedSafeTensors(SafeTensors):
+    """The single-file safetensors format's model payload, written as HF shards plus the index."""
+
     name = "sharded_safetensors"
     description = ("Hugging Face sharded safetensors folder: model-0000k-of-0000n.safetensors + "
                    "model.safetensors.index.json (no pickle)")
-    holds = frozenset({"weights"})
-    needs_code = True
     suffix = ""
     capabilities = Capabilities(map_locations=frozenset({"none", "str"}), container="sharded_safetensors")
-
-    def unavailable(self) -> Optional[str]:
-        _, reason = compat.import_optional("safetensors.torch")
-        return reason
-
-    def payload(self, prepared: Prepared) -> Any:
-        return prepared.single
-
-    def contents(self, obj: Any) -> Any:
-        return obj.state_dict()
 
     def save(self, payload: Any, path: Path) -> None:
         save_sharded(payload.state_dict(), path)
@@ -142,9 +132,6 @@ class ShardedSafeTensors(Format):
             raise RuntimeError("loading sharded safetensors into a model needs the case's model code")
         state = load_sharded(Path(str(source)), "cpu" if map_location is None else str(map_location))
         return load_into(case.fresh_models()["model"], state)
-
-    def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
-        return {"model": obj}
 
 
 register(ShardedSafeTensors())

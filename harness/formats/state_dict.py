@@ -8,8 +8,7 @@ from typing import Any, Optional
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Format, Source, load_into_fresh, register
-from harness.formats import _torch_pickle
+from harness.formats import Format, Source, _torch_pickle, load_into_fresh, register
 
 
 class StateDict(Format):

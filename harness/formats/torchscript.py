@@ -21,7 +21,8 @@ class TorchScript(Format):
     keeps_mode = True
     suffix = ".ts.pt"
     #: torch.jit.load takes a path or a file-like object, and a string or torch.device map_location
-    capabilities = Capabilities(map_locations=frozenset({"none", "str", "device"}), sources=frozenset({"path", "BytesIO"}),
+    capabilities = Capabilities(map_locations=frozenset({"none", "str", "device"}),
+                                sources=frozenset({"path", "BytesIO"}),
                                 container="torchscript")
 
     def __init__(self, how: str) -> None:

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Format, Resumable, Source, load_into_fresh, register
-from harness.formats import _torch_pickle
+from harness.formats import Format, Resumable, Source, _torch_pickle, load_into_fresh, register
 
 
 class TrainingCheckpoint(Format):

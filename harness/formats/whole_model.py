@@ -8,8 +8,7 @@ from typing import Any, Optional
 from torch import nn
 
 from harness.case import Case, Prepared
-from harness.formats import Format, Source, register
-from harness.formats import _torch_pickle
+from harness.formats import Format, Source, _torch_pickle, register
 
 
 class WholeModel(Format):
