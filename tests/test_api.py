@@ -306,3 +306,32 @@ def test_the_wheel_installs_no_top_level_cases_and_offers_the_plugins(tmp_path: 
     owner, harness_file, cases_file, found = ran.stdout.split()
     assert owner == "user" and found == "True"
     assert harness_file.startswith(str(target)) and cases_file == str(target / "harness_cases" / "__init__.py")
+
+
+# --- through the command line ----------------------------------------------------------------------------
+
+def test_importing_harness_registers_nothing() -> None:
+    import subprocess
+
+    probe = ("import sys, harness; from harness.internal.registry import Registry; "
+             "print(sorted(m for m in sys.modules if m.startswith(('harness_cases', 'harness.checks.', "
+             "'harness.formats.', 'harness.partial.scenarios')))); "
+             "print([r.kind for r in (harness.CASES, harness.FORMATS, harness.CHECKS) if r._discovered])")
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert ran.returncode == 0, ran.stderr
+    imported, discovered = ran.stdout.splitlines()
+    assert discovered == "[]"
+    assert "harness_cases" not in imported and "harness.checks.tensors" not in imported, imported
+
+
+def test_list_shows_plugins_from_the_option_and_the_entry_point_group(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    _dist(tmp_path, "ep_plugin_mod", PLUGIN_SOURCE)
+    listed = run_cli("list", "--plugin", "tests.plugins.broken",
+                     extra_env={"PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}", "COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    assert "broken_flip_bit" in listed.stdout and "from_entry_point" in listed.stdout
+    plain = run_cli("list", extra_env={"COLUMNS": "200"})
+    assert "broken_flip_bit" not in plain.stdout and "from_entry_point" not in plain.stdout
