@@ -40,7 +40,12 @@ def test_corpus_stays_small() -> None:
     assert total < 5 * 1024 * 1024, f"the committed corpus is {total / 1e6:.1f} MB; keep it under 5 MB"
 
 
-@pytest.mark.parametrize("artifact", ARTIFACTS, ids=[a.label for a in ARTIFACTS])
+#: the fast tier keeps one case of every release × format; the other cases are cross-release work (slow)
+FAST_CASE = "simple"
+
+
+@pytest.mark.parametrize("artifact", [
+    pytest.param(a, id=a.label, marks=() if a.entry["case"] == FAST_CASE else pytest.mark.slow) for a in ARTIFACTS])
 def test_corpus_artifact_loads_as_expected(artifact: Artifact, tmp_path: Path) -> None:
     consumer = envmod.describe("cpu")
     known = expectations.load()
