@@ -16,7 +16,6 @@ from torch import nn
 
 import harness
 from harness import _cases, plugins
-from harness import env as envmod
 from harness.case import CASES
 from harness.checks import CHECKS, Check, Context, Outcome, ordered, passed
 from harness.errors import HarnessError

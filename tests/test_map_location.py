@@ -158,14 +158,8 @@ def _run_checks(artifacts: Path, tmp_path: Path, names: tuple[str, ...], fmt: st
     """The named checks on the batchnorm artifact of ``fmt``, in this process (so tests can tamper)."""
     found = [a for a in consume_module.collect([artifacts])
              if (a.entry["case"], a.entry["format"]) == ("batchnorm", fmt)]
-    registry = consume_module.CHECKS
-    registry.discover()
-    everything = dict(registry._entries)
-    registry._entries = {n: c for n, c in everything.items() if n in names}
-    try:
+    with consume_module.CHECKS.only(names):
         out = list(consume_module.consume_artifact(found[0], envmod.describe("cpu"), tmp_path))
-    finally:
-        registry._entries = everything
     return {r.check: r for r in out if r.status != "skip"}
 
 
