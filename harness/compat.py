@@ -337,3 +337,46 @@ def dcp_format_utils() -> Optional[str]:
         return reason
     missing = [n for n in ("dcp_to_torch_save", "torch_save_to_dcp") if not hasattr(utils, n)]
     return f"torch.distributed.checkpoint.format_utils lacks {', '.join(missing)}" if missing else None
+
+
+# -- no full unpickle (issue 10) -------------------------------------------------------------------
+
+
+class FullUnpickleRefused(RuntimeError):
+    """A ``torch.load`` inside :class:`RefuseFullUnpickle` asked for (or defaulted to) a full unpickle."""
+
+
+class RefuseFullUnpickle:
+    """Inside ``with RefuseFullUnpickle():`` every ``torch.load`` is a weights_only load.
+
+    ``weights_only=False`` raises :class:`FullUnpickleRefused`; a call that leaves ``weights_only``
+    out gets ``weights_only=True`` where this release's default is a full unpickle (before 2.6);
+    a release without ``weights_only`` refuses every load. It guards loaders that call
+    ``torch.load`` themselves, such as ``torch.export.load``, which falls back to
+    ``weights_only=False`` when the weights_only load fails (2.13 still does). ``torch.load`` and
+    ``torch.serialization.load`` are wrapped for the duration of the block (one thread at a time).
+    """
+
+    def __enter__(self) -> "RefuseFullUnpickle":
+        self._saved = (torch.load, torch.serialization.load)
+        original = self._saved[0]
+
+        @functools.wraps(original)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if not has_weights_only():
+                raise FullUnpickleRefused("this torch.load has no weights_only parameter, so every load is a full "
+                                          "unpickle: refused for a file that is not trusted")
+            if kwargs.get("weights_only") is False or (kwargs.get("weights_only") is None
+                                                         and not default_weights_only()):
+                if kwargs.get("weights_only") is False:
+                    raise FullUnpickleRefused("torch.load(weights_only=False) refused: a full unpickle runs code "
+                                              "from a file that is not trusted")
+                kwargs["weights_only"] = True
+            return original(*args, **kwargs)
+
+        torch.load = guarded
+        torch.serialization.load = guarded
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.load, torch.serialization.load = self._saved

@@ -8,6 +8,7 @@ written: second round trips go to a private temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -17,12 +18,13 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from harness import compat, consume_pool
 from harness import env as envmod
+from harness import trust as trustmod
 from harness.case import CASES, Case
 from harness import expectations as expectations_module
 from harness.checks import CHECKS, Check, Context, Outcome
 from harness.expectations import Expectation
 from harness.formats import FORMATS, Format, LoadRequest
-from harness.manifest import artifact_path, entries, find_manifests, read, verify_artifact
+from harness.manifest import artifact_path, entries, find_manifests, outputs_path, read, verify_artifact
 from harness.records import Record, RecordWriter, describe_exception, one_line
 
 Progress = Callable[[str], None]
@@ -34,36 +36,47 @@ class Artifact:
 
     manifest: dict[str, Any]
     entry: dict[str, Any]
+    #: may reach a full unpickle: sealed by this user's produce, or the user passed --trust (harness.trust)
+    trusted: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.manifest['env_id']}/{self.entry['case']}/{self.entry['format']}"
 
 
-def collect(roots: Iterable[Path]) -> list[Artifact]:
-    """Read and validate every manifest under ``roots``; verify every listed artifact's hash."""
+def collect(roots: Iterable[Path], trust: Optional[trustmod.Trust] = None) -> list[Artifact]:
+    """Read and validate every manifest under ``roots``; verify every listed artifact's hash and that every
+    path it names stays inside its folder; mark each artifact trusted or not (``trust``: seals only when None)."""
+    trust = trust or trustmod.Trust()
     found: list[Artifact] = []
     for path in find_manifests([Path(r) for r in roots]):
         document = read(path)
         for entry in entries(document):
+            trusted = False
             if entry.get("status") == "ok":
                 verify_artifact(document, entry)
-            found.append(Artifact(document, entry))
+                if isinstance(document["cases"].get(entry.get("case")), dict) and \
+                        "outputs_file" in document["cases"][entry["case"]]:
+                    outputs_path(document, entry["case"])
+                trusted = trust.trusted(path.parent, artifact_path(document, entry))
+            found.append(Artifact(document, entry, trusted))
     return found
 
 
 def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
             progress: Optional[Progress] = None,
             expectations: Optional[list[Expectation]] = None, jobs: int = 1,
-            plugins: Sequence[str] = ()) -> list[Record]:
+            plugins: Sequence[str] = (), trust_all: bool = False) -> list[Record]:
     """Consume every artifact under ``roots`` on ``device``; records go to ``writer``.
 
     Each record is judged against ``expectations`` (the packaged file when None): known
     incompatibilities are marked ``expected`` instead of counting as failures. With ``jobs`` > 1
     the artifacts are consumed by that many worker processes (:mod:`harness.consume_pool`), which
     import the ``plugins`` modules again; the records are the same, written in the same order.
+    Artifacts that are not trusted (:mod:`harness.trust`; ``trust_all`` is the user's ``--trust``)
+    never reach a full unpickle.
     """
-    artifacts = collect(roots)
+    artifacts = collect(roots, trustmod.Trust(trust_all))
     consumer = envmod.describe(device)
     known = expectations_module.load() if expectations is None else expectations
     jobs = max(1, min(jobs, len(artifacts)))
@@ -110,6 +123,9 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
         if mode != "default" and not compat.has_weights_only():
             yield emit("load", mode, "skip", "this torch.load has no weights_only parameter")
             continue
+        if not artifact.trusted and trustmod.full_unpickle(fmt.pickled, mode, fmt.capabilities.unpickles):
+            yield emit("load", mode, "skip", f"{_FULL_UNPICKLE[mode if fmt.pickled else 'loader']}; {trustmod.UNTRUSTED}")
+            continue
         started = time.perf_counter()
         loaded, caught, error = _load(fmt, artifact, mode, map_location, case)
         warned = [f"{w.category.__name__}: {one_line(str(w.message))}" for w in caught]
@@ -121,14 +137,15 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
                       artifact=artifact_path(artifact.manifest, entry), root=Path(artifact.manifest["_root"]),
                       loaded=loaded, load_mode=mode, case=case, case_missing=case_missing, producer=producer,
                       consumer=consumer, same_numerics=envmod.same_numerics(producer, consumer),
-                      map_location=map_location, workdir=workdir)
+                      map_location=map_location, workdir=workdir, trusted=artifact.trusted)
         deferred: list[str] = []  # checks this mode leaves to the first mode that loaded
         for check in (c for c in CHECKS if c.concerns(entry)):
             if first_mode and not check.every_load_mode:
                 deferred.append(check.name)
                 continue
             started = time.perf_counter()
-            outcome = _run_check(check, ctx.for_check(check))
+            with _guard(artifact):
+                outcome = _run_check(check, ctx.for_check(check))
             yield emit(check.name, mode, outcome.status, outcome.detail, started)
         if deferred:
             yield _folded(emit, first_mode or mode, mode, deferred)
@@ -148,13 +165,25 @@ def _folded(emit: "_Emitter", first_mode: str, mode: str, names: list[str]) -> R
     return record
 
 
+_FULL_UNPICKLE = {"unsafe": "weights_only=False is a full unpickle",
+                  "default": "this release's default torch.load is a full unpickle",
+                  "loader": "this format's loader runs a full unpickle (pickle.load)"}
+
+
+def _guard(artifact: Artifact) -> Any:
+    """Around every load and check of an untrusted artifact: any torch.load inside is weights_only
+    (torch.export.load, for one, falls back to weights_only=False by itself)."""
+    return contextlib.nullcontext() if artifact.trusted else compat.RefuseFullUnpickle()
+
+
 def _load(fmt: Format, artifact: Artifact, mode: str, map_location: Any,
           case: Optional[Case]) -> tuple[Any, list[warnings.WarningMessage], Optional[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            request = LoadRequest(mode, map_location, case=case, trusted=True)  # collect() verified its hash
-            return fmt.open(artifact_path(artifact.manifest, artifact.entry), request), caught, None
+            request = LoadRequest(mode, map_location, case=case, trusted=artifact.trusted)
+            with _guard(artifact):
+                return fmt.open(artifact_path(artifact.manifest, artifact.entry), request), caught, None
         except Exception as exc:
             return None, caught, describe_exception(exc)
 

@@ -105,15 +105,43 @@ def entries(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def artifact_path(document: dict[str, Any], entry: dict[str, Any]) -> Path:
-    return Path(document["_root"]) / entry["file"]
+    """The artifact's file, resolved; it must lie inside the manifest's own folder (else a HarnessError)."""
+    return contained_path(Path(document["_root"]), entry.get("file"), "file")
+
+
+def outputs_path(document: dict[str, Any], case: str) -> Path:
+    """A case's stored forward-outputs file, resolved; it must lie inside the manifest's own folder."""
+    return contained_path(Path(document["_root"]), document["cases"][case].get("outputs_file"), "outputs_file")
+
+
+def contained_path(root: Path, relative: Any, field: str) -> Path:
+    """``root / relative`` resolved (symlinks followed); a HarnessError unless it is an existing path inside
+    ``root``. A manifest names files relative to its folder: ``../x``, an absolute path or a symlink
+    leading out of the folder would make the harness read (and unpickle) a file the producer never wrote."""
+    manifest = root / MANIFEST_NAME
+    if not isinstance(relative, str) or not relative:
+        raise HarnessError(f"{manifest}: {field} {relative!r} is not a relative file path; re-run produce")
+    if Path(relative).is_absolute():
+        raise HarnessError(f"{manifest}: {field} {relative!r} is an absolute path; a manifest names files inside "
+                           "its own folder")
+    try:
+        base = root.resolve(strict=True)
+        resolved = (root / relative).resolve(strict=True)
+    except FileNotFoundError:
+        raise HarnessError(f"{root / relative}: listed in the manifest but missing; re-run produce for that "
+                           "environment") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a too-long name
+        raise HarnessError(f"{manifest}: {field} {relative!r} does not resolve ({exc})") from None
+    if not resolved.is_relative_to(base):
+        raise HarnessError(f"{manifest}: {field} {relative!r} resolves to {resolved}, outside the manifest's folder; "
+                           "refused")
+    return resolved
 
 
 def verify_artifact(document: dict[str, Any], entry: dict[str, Any]) -> None:
     """Raise a HarnessError when the artifact is missing or its bytes differ from the manifest."""
-    path = artifact_path(document, entry)
-    if not path.resolve().is_relative_to(Path(document["_root"]).resolve()):
-        raise HarnessError(f"{entry['file']!r}: an artifact path outside its environment folder; re-run produce")
-    if not (path.is_file() or path.is_dir()) or path.is_symlink():
+    path = artifact_path(document, entry)  # resolved, and refused when it leads out of the folder
+    if not (path.is_file() or path.is_dir()):
         raise HarnessError(f"{path}: listed in the manifest but missing; re-run produce for that environment")
     try:
         size, digest = containers.artifact_bytes(path), containers.artifact_hash(path)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 
-from harness import containers, placement
+from harness import containers, placement, trust
 from harness import env as envmod
 from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
 from harness.errors import HarnessError
@@ -63,9 +63,13 @@ def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[
         with placement.env_lock(target):  # again under the lock: another run may have landed meanwhile
             _check_target(target, names, replace)
             if target.exists() and not replace:
+                sealed = trust.verify(target)  # only what this user's produce sealed keeps its trust
+                fresh = trust.files_under(staging, skip=(placement.STAGING_MARKER,)) + [placement.MARKER]
                 placement.merge_into(staging, target, names, write_atomic)
+                trust.seal(target, sealed, fresh)
             else:
                 placement.swap_into_place(staging, target)
+                trust.seal(target)  # this user's key signs every file: consume trusts them without --trust
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -6,19 +6,29 @@ drives the CLI in subprocesses, another torch release, or takes more than a few 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Every produce in the tests seals with a throwaway key (harness.trust), never the user's own; the
+# subprocesses of run_cli inherit it, so their consume trusts what the session's produce wrote.
+_KEY_FOLDER = tempfile.mkdtemp(prefix="ckpt-harness-key-")
+atexit.register(shutil.rmtree, _KEY_FOLDER, True)
+os.environ["CKPT_HARNESS_KEY_FILE"] = os.path.join(_KEY_FOLDER, "key")
+os.environ.pop("CKPT_HARNESS_TRUST", None)
 
 
 def _hypothesis_profiles() -> None:

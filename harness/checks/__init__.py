@@ -29,6 +29,7 @@ from harness.errors import HarnessError
 from harness.fingerprint import fingerprint
 from harness.formats import Format, LoadRequest
 from harness.internal.registry import Registry
+from harness.manifest import contained_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Context:
     same_numerics: bool
     map_location: Any
     workdir: Path
+    #: sealed by this user's produce or vouched for (--trust): only then may a load be a full unpickle
+    trusted: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entry", read_only(self.entry))
@@ -101,7 +104,7 @@ class Context:
     def load(self, map_location: Any = None, source: str = "path", path: Optional[Path] = None) -> Any:
         """Load the artifact again — or ``path``, a copy made from it in ``workdir`` — through the format,
         in this context's load mode: a check never opens an artifact or calls a loader itself."""
-        request = LoadRequest(self.load_mode, map_location, source, self.case, trusted=True)  # consume verified it
+        request = LoadRequest(self.load_mode, map_location, source, self.case, trusted=self.trusted)
         return self.fmt.open(path or self.artifact, request)
 
     @functools.cached_property
@@ -122,7 +125,9 @@ class Context:
     @functools.cached_property
     def stored(self) -> dict[str, Any]:
         """The producer's ``{"inputs", "outputs"[, "next_step"]}``, read once from the stored tensor file."""
-        path = self.root / self.case_section["outputs_file"]
+        # inside the folder (never ../ or a symlink out); a release without weights_only would fully
+        # unpickle it, which consume refuses for untrusted artifacts (compat.RefuseFullUnpickle)
+        path = contained_path(self.root, self.case_section.get("outputs_file"), "outputs_file")
         return torch.load(path, **compat.torch_load_kwargs(True if compat.has_weights_only() else None, "cpu"))
 
 

@@ -1,0 +1,278 @@
+"""Files the harness did not write never run code (issue 10).
+
+Every payload here is inert: a pickle whose reduce calls ``open(MARKER, "w")``, so running it only
+creates an empty marker file in the test's temporary folder. Each test that proves "no code ran"
+also runs the same payload where running it is expected (trusted, or unguarded), so that it can fail.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness import compat, trust
+from harness.errors import HarnessError
+from harness.fingerprint import hash_file
+from harness.manifest import MANIFEST_NAME, artifact_path, outputs_path, write_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Payload:
+    """Pickles as ``open(marker, "w")``: loading it fully creates ``marker`` (and nothing else)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def payload_bytes(marker: Path) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.ones(2), "x": Payload(marker)}, buffer)
+    return buffer.getvalue()
+
+
+# -- the seal ------------------------------------------------------------------------------------
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "env"
+    (folder / "case").mkdir(parents=True)
+    (folder / MANIFEST_NAME).write_text("{}")
+    (folder / "case" / "a.pt").write_bytes(b"weights")
+    return folder
+
+
+def test_the_key_is_made_private_outside_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(trust.KEY_ENV, str(tmp_path / "cfg" / "key"))
+    folder = _folder(tmp_path)
+    trust.seal(folder)
+    key = tmp_path / "cfg" / "key"
+    assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
+    assert not any("key" == p.name for p in folder.rglob("*"))
+    assert key.read_text().strip() not in (folder / trust.SEAL_NAME).read_text()
+
+
+def test_a_seal_verifies_and_covers_only_unchanged_files(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    trust.seal(folder)
+    found = trust.verify(folder)
+    assert found is not None and found.covers(folder / "case" / "a.pt")
+    (folder / "case" / "a.pt").write_bytes(b"hostile")
+    assert not found.covers(folder / "case" / "a.pt")
+    assert not found.covers(tmp_path / "elsewhere.pt")
+
+
+def test_a_changed_manifest_or_seal_or_another_key_does_not_verify(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _folder(tmp_path)
+    trust.seal(folder)
+    assert trust.verify(folder) is not None
+    (folder / MANIFEST_NAME).write_text('{"x": 1}')
+    assert trust.verify(folder) is None  # manifest.json is covered
+    trust.seal(folder)
+    seal = json.loads((folder / trust.SEAL_NAME).read_text())
+    seal["files"]["case/a.pt"] = "0" * 64  # an attacker re-hashing without the key
+    (folder / trust.SEAL_NAME).write_text(json.dumps(seal))
+    assert trust.verify(folder) is None
+    trust.seal(folder)
+    monkeypatch.setenv(trust.KEY_ENV, str(tmp_path / "other-user" / "key"))
+    trust.load_key(create=True)
+    assert trust.verify(folder) is None  # sealed by someone else's key
+    for bad in ("", "[]", '{"scheme": 5}', "{" * 5000):
+        (folder / trust.SEAL_NAME).write_text(bad)
+        assert trust.verify(folder) is None
+
+
+def test_a_key_readable_by_others_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "key"
+    key.write_text("ab" * 32)
+    key.chmod(0o644)
+    monkeypatch.setenv(trust.KEY_ENV, str(key))
+    with pytest.raises(HarnessError, match="chmod 600"):
+        trust.load_key()
+
+
+def test_explicit_trust_is_the_flag_or_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(trust.TRUST_ENV, raising=False)
+    assert not trust.explicit(False) and trust.explicit(True)
+    monkeypatch.setenv(trust.TRUST_ENV, "1")
+    assert trust.explicit(False)
+
+
+@pytest.mark.parametrize("default", [True, False, None])
+def test_which_loads_are_full_unpickles(monkeypatch: pytest.MonkeyPatch, default: Any) -> None:
+    monkeypatch.setattr(compat, "default_weights_only", lambda: default)
+    assert trust.full_unpickle(True, "unsafe")
+    assert not trust.full_unpickle(True, "weights_only")
+    assert trust.full_unpickle(True, "default") == (not default)
+    assert not trust.full_unpickle(False, "default")  # TorchScript, export, safetensors: guarded instead
+
+
+# -- the guard around untrusted loads -------------------------------------------------------------
+
+
+def test_the_guard_refuses_weights_only_false_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "p.pt"
+    path.write_bytes(payload_bytes(marker))
+    monkeypatch.setattr(compat, "default_weights_only", lambda: False)  # a pre-2.6 default
+    with compat.RefuseFullUnpickle():
+        with pytest.raises(compat.FullUnpickleRefused):
+            torch.load(path, weights_only=False)
+        with pytest.raises(Exception):  # made weights_only: refuses builtins.open
+            torch.load(path)
+        with pytest.raises(compat.FullUnpickleRefused):
+            torch.serialization.load(path, weights_only=False)
+    assert not marker.exists()
+    assert compat.has_weights_only()  # the signature probe still sees torch.load's own parameters
+    torch.load(path, weights_only=False)  # control: outside the guard the payload runs
+    assert marker.exists()
+
+
+def test_the_guard_stops_torch_export_falling_back_to_a_full_unpickle(tmp_path: Path) -> None:
+    serialize = pytest.importorskip("torch._export.serde.serialize")
+    if not hasattr(serialize, "deserialize_torch_artifact"):
+        pytest.skip("this release's torch.export has no deserialize_torch_artifact")
+    marker = tmp_path / "ran"
+    with compat.RefuseFullUnpickle():
+        with pytest.raises(compat.FullUnpickleRefused):
+            serialize.deserialize_torch_artifact(payload_bytes(marker))
+    assert not marker.exists()
+    try:
+        serialize.deserialize_torch_artifact(payload_bytes(marker))  # control: unguarded, it falls back
+    except Exception:
+        pass
+    assert marker.exists(), "torch.export no longer falls back to weights_only=False: the guard is moot here"
+
+
+# -- artifact paths stay inside the folder ------------------------------------------------------
+
+
+def _document(tmp_path: Path, file: Any, outputs: Any = "outputs/simple.pt") -> dict[str, Any]:
+    root = tmp_path / "artifacts" / "env"
+    (root / "simple").mkdir(parents=True, exist_ok=True)
+    (root / "outputs").mkdir(exist_ok=True)
+    (root / "simple" / "ok.pt").write_bytes(b"x")
+    (root / "outputs" / "simple.pt").write_bytes(b"x")
+    (tmp_path / "outside.pt").write_bytes(b"x")
+    return {"_root": str(root), "cases": {"simple": {"outputs_file": outputs}}}
+
+
+def _symlink_out(tmp_path: Path) -> str:
+    link = tmp_path / "artifacts" / "env" / "simple" / "link.pt"
+    link.symlink_to(tmp_path / "outside.pt")
+    return "simple/link.pt"
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "not-a-string", "missing"])
+def test_artifact_paths_must_resolve_inside_the_folder(tmp_path: Path, kind: str) -> None:
+    document = _document(tmp_path, None)
+    file = {"dotdot": "../../outside.pt", "absolute": str(tmp_path / "outside.pt"), "not-a-string": 5,
+            "missing": "simple/nope.pt"}.get(kind) or _symlink_out(tmp_path)
+    with pytest.raises(HarnessError) as raised:
+        artifact_path(document, {"file": file})
+    assert "\n" not in str(raised.value)
+    document["cases"]["simple"]["outputs_file"] = file
+    with pytest.raises(HarnessError):
+        outputs_path(document, "simple")
+
+
+def test_paths_inside_the_folder_resolve(tmp_path: Path) -> None:
+    document = _document(tmp_path, None)
+    inner = tmp_path / "artifacts" / "env" / "simple" / "inner.pt"
+    inner.symlink_to(tmp_path / "artifacts" / "env" / "simple" / "ok.pt")
+    assert artifact_path(document, {"file": "simple/ok.pt"}).name == "ok.pt"
+    assert artifact_path(document, {"file": "simple/inner.pt"}).name == "ok.pt"  # a link that stays inside
+    assert outputs_path(document, "simple").name == "simple.pt"
+
+
+# -- consume: a copied folder with a payload and a re-hashed manifest -----------------------------
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder this user's produce wrote (and sealed): one case, a state_dict and a whole-model pickle."""
+    from harness.produce import produce
+
+    return produce(tmp_path_factory.mktemp("sealed"), ["simple"], ["state_dict_zip", "whole_model_zip"])
+
+
+def _hostile_copy(sealed: Path, tmp_path: Path, marker: Path) -> Path:
+    """The sealed folder copied, one pickle swapped for the payload and the manifest re-hashed to match."""
+    folder = tmp_path / "copy" / sealed.name
+    shutil.copytree(sealed, folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    entry = next(e for e in manifest["entries"] if e["format"] == "state_dict_zip")
+    target = folder / entry["file"]
+    target.write_bytes(payload_bytes(marker))
+    entry["file_bytes"], entry["file_hash"] = target.stat().st_size, hash_file(target)
+    write_atomic(folder / MANIFEST_NAME, manifest)
+    return folder
+
+
+def _consume(folder: Path, trust_all: bool = False) -> list[Any]:
+    from harness.consume import consume
+    from harness.records import RecordWriter
+
+    with RecordWriter(None) as writer:
+        return consume([folder.parent], writer, trust_all=trust_all)
+
+
+@pytest.mark.slow
+def test_what_this_users_produce_sealed_is_loaded_every_way(sealed: Path) -> None:
+    records = _consume(sealed)
+    loads = {(r.format, r.load_mode): r.status for r in records if r.check == "load"}
+    assert loads[("state_dict_zip", "unsafe")] == "pass"
+    assert loads[("whole_model_zip", "unsafe")] == "pass"
+    assert not [r for r in records if r.problem]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("default_weights_only", [True, False])
+def test_a_copied_folder_with_a_rehashed_manifest_runs_no_code(sealed: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               default_weights_only: bool) -> None:
+    monkeypatch.setattr(compat, "default_weights_only", lambda: default_weights_only)
+    marker = tmp_path / "ran"
+    folder = _hostile_copy(sealed, tmp_path, marker)
+    records = _consume(folder)
+    assert not marker.exists(), "an untrusted pickle was fully unpickled"
+    skipped = {r.load_mode: r.detail for r in records if r.check == "load" and r.status == "skip"
+               and r.format == "state_dict_zip"}
+    assert "unsafe" in skipped and "--trust" in skipped["unsafe"]
+    assert ("default" in skipped) == (not default_weights_only)
+    # the manifest changed, so the seal covers nothing in the copy: the untouched pickle is not trusted either
+    whole = {r.load_mode: r.status for r in records if r.check == "load" and r.format == "whole_model_zip"}
+    assert whole["unsafe"] == "skip"
+    _consume(folder, trust_all=True)  # control: the user's --trust lets the payload run
+    assert marker.exists()
+
+
+@pytest.mark.slow
+def test_consume_refuses_a_manifest_pointing_out_of_its_folder(sealed: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+    from tests.test_bad_input import assert_one_line_error
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "copy" / sealed.name
+    shutil.copytree(sealed, folder)
+    (tmp_path / "evil.pt").write_bytes(payload_bytes(marker))
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    entry = next(e for e in manifest["entries"] if e["format"] == "whole_model_zip")
+    entry["file"] = "../../evil.pt"
+    entry["file_bytes"], entry["file_hash"] = (tmp_path / "evil.pt").stat().st_size, hash_file(tmp_path / "evil.pt")
+    write_atomic(folder / MANIFEST_NAME, manifest)
+    result = run_cli("consume", str(folder.parent), "--results", str(tmp_path / "r.jsonl"), "--trust")
+    assert_one_line_error(result, "outside the manifest's folder")
+    assert not marker.exists()
