@@ -7,11 +7,11 @@ also runs the same payload where running it is expected (trusted, or unguarded),
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
+import pickle
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def test_the_guard_refuses_weights_only_false_and_defaults(tmp_path: Path, monke
     with compat.RefuseFullUnpickle():
         with pytest.raises(compat.FullUnpickleRefused):
             torch.load(path, weights_only=False)
-        with pytest.raises(Exception):  # made weights_only: refuses builtins.open
+        with pytest.raises(pickle.UnpicklingError):  # made weights_only: refuses builtins.open
             torch.load(path)
         with pytest.raises(compat.FullUnpickleRefused):
             torch.serialization.load(path, weights_only=False)
@@ -145,14 +145,12 @@ def test_the_guard_stops_torch_export_falling_back_to_a_full_unpickle(tmp_path: 
     if not hasattr(serialize, "deserialize_torch_artifact"):
         pytest.skip("this release's torch.export has no deserialize_torch_artifact")
     marker = tmp_path / "ran"
-    with compat.RefuseFullUnpickle():
-        with pytest.raises(compat.FullUnpickleRefused):
-            serialize.deserialize_torch_artifact(payload_bytes(marker))
+    with compat.RefuseFullUnpickle(), pytest.raises(compat.FullUnpickleRefused):
+        serialize.deserialize_torch_artifact(payload_bytes(marker))
     assert not marker.exists()
-    try:
-        serialize.deserialize_torch_artifact(payload_bytes(marker))  # control: unguarded, it falls back
-    except Exception:
-        pass
+    # control: unguarded, it falls back (its warning then trips over its own format string under pytest)
+    with contextlib.suppress(TypeError):
+        serialize.deserialize_torch_artifact(payload_bytes(marker))
     assert marker.exists(), "torch.export no longer falls back to weights_only=False: the guard is moot here"
 
 
