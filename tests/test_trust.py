@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +276,61 @@ def test_consume_refuses_a_manifest_pointing_out_of_its_folder(sealed: Path, tmp
     result = run_cli("consume", str(folder.parent), "--results", str(tmp_path / "r.jsonl"), "--trust")
     assert_one_line_error(result, "outside the manifest's folder")
     assert not marker.exists()
+
+
+# -- corrupt: never allows a global beyond torch's set and the vetted list ------------------------
+
+
+class Reduce:
+    """Pickles as ``fn(*args)``."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.fn, self.args)
+
+
+def test_the_vetted_list_refuses_code_runners_and_never_imports() -> None:
+    from harness.corrupt import vetted
+
+    allowlist = compat.weights_only_allowlist()
+    ok, refused = vetted.split(["torch._utils._rebuild_tensor_v2", "torch.nn.modules.linear.Linear",
+                                "numpy._core.multiarray._reconstruct", "argparse.Namespace", "torch.nn.functional.relu",
+                                "posix.system", "io.open", "runpy._run_code", "builtins.eval", "torch.hub.load",
+                                "torch.nn.functional.torch", "torch.nn.modules.linear.math", "antigravity.fly",
+                                "cases.nosuchcase.Model"], allowlist)
+    assert ok == ["argparse.Namespace", "numpy._core.multiarray._reconstruct", "torch.nn.functional.relu",
+                  "torch.nn.modules.linear.Linear"]
+    assert set(refused) == {"posix.system", "io.open", "runpy._run_code", "builtins.eval", "torch.hub.load",
+                            "torch.nn.functional.torch", "torch.nn.modules.linear.math", "antigravity.fly",
+                            "cases.nosuchcase.Model"}
+    assert "antigravity" not in sys.modules and "cases.nosuchcase" not in sys.modules
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vouch", [False, True])
+def test_corrupt_runs_no_code_named_by_an_artifact(sealed: Path, tmp_path: Path, vouch: bool) -> None:
+    import runpy
+
+    from tests.conftest import records, run_cli
+
+    markers = {name: tmp_path / name for name in ("system", "io-open", "run-code")}
+    folder = tmp_path / "copy" / sealed.name
+    shutil.copytree(sealed, folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    entry = next(e for e in manifest["entries"] if e["format"] == "state_dict_zip")
+    target = folder / entry["file"]
+    torch.save({"weight": torch.ones(2), "a": Reduce(os.system, f"touch {markers['system']}"),
+                "b": Reduce(io.open, str(markers["io-open"]), "w"),
+                "c": Reduce(runpy._run_code, f"open({str(markers['run-code'])!r}, 'w')", {})}, target)
+    entry["file_bytes"], entry["file_hash"] = target.stat().st_size, hash_file(target)
+    write_atomic(folder / MANIFEST_NAME, manifest)
+    results = tmp_path / "corrupt.jsonl"
+    result = run_cli("corrupt", str(folder.parent), "--results", str(results), "--count", "2", "--format",
+                     "state_dict_zip", *(["--trust"] if vouch else []), timeout=300)
+    assert not [m for m in markers.values() if m.exists()], "corrupt ran code an artifact named"
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    (refused,) = [r for r in records(results) if r["check"] == "corrupt:source/refused-globals"]
+    assert all(name in refused["detail"] for name in ("posix.system", "io.open", "runpy._run_code"))
+    assert "refused-globals" in result.stdout

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-bytes", type=int, default=runner.DEFAULT_MAX_SOURCE_BYTES,
                         help="leave out artifacts larger than this (default: 8 MiB)")
     parser.add_argument("--format", dest="formats", action="append", help="only this format (repeatable)")
+    parser.add_argument("--trust", action="store_true",
+                        help="treat the artifacts as sealed by this user's produce: their controls may then allow "
+                             "the vetted extra globals (harness/corrupt/vetted.py); also CKPT_HARNESS_TRUST=1")
     _options.plugin_argument(parser)
     _options.expectations_argument(parser)
 
@@ -55,6 +58,7 @@ def _sources(args: argparse.Namespace) -> tuple[list, list]:
     from harness.corrupt.runner import load_sources
     from harness.formats import FORMATS
     from harness.manifest import entries, find_manifests, read, verify_artifact
+    from harness.trust import Trust, explicit
 
     for name in args.formats or []:
         FORMATS.get(name)  # unknown names: a one-line error listing the known ones
@@ -63,7 +67,8 @@ def _sources(args: argparse.Namespace) -> tuple[list, list]:
         for entry in entries(document):
             if entry.get("status") == "ok":
                 verify_artifact(document, entry)
-    sources, left_out = load_sources(manifests, args.max_bytes, set(args.formats or []) or None)
+    sources, left_out = load_sources(manifests, args.max_bytes, set(args.formats or []) or None,
+                                     Trust(explicit(args.trust)))
     if not sources:
         raise HarnessError("no artifact to damage under " + ", ".join(map(str, args.artifacts)) +
                            "; produce some first, or raise --max-bytes / change --format")
@@ -87,6 +92,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="ckpt-corrupt-") as workdir, RecordWriter(args.results) as writer, \
             Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=len(items))
+        for source in sources:  # a file naming os.system & co. is a finding before any load
+            refused = runner.vetted_and_refused(source)[1]
+            if refused:
+                writer.write(report.refused_record(source, refused, consumer, known))
         for result in runner.Runner(Path(workdir), args.seed, args.workers, args.timeout, args.memory_mb,
                                            args.plugins).run(items):
             results.append(result)

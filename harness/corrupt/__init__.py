@@ -41,6 +41,8 @@ class Source:
     entry: dict[str, Any]
     data: bytes = b""
     layout: Optional[Layout] = None
+    #: sealed by this user's produce, or --trust (harness.trust): only then may vetted extra globals be allowed
+    trusted: bool = False
 
     @property
     def label(self) -> str:

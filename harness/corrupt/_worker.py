@@ -22,7 +22,7 @@ import torch
 from harness import compat
 from harness.case import CASES
 from harness.checks._compare import fingerprint_differences
-from harness.corrupt import STARTED_MARKER
+from harness.corrupt import STARTED_MARKER, vetted
 from harness.fingerprint import fingerprint
 from harness.formats import FORMATS, LoadRequest
 from harness.records import describe_exception
@@ -83,7 +83,8 @@ def load_and_compare(job: dict[str, Any]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with compat.allowed_globals(job.get("allow") or []):
+            allow = [name for name in job.get("allow") or [] if vetted.is_vetted(name)]  # never beyond the list
+            with compat.RefuseFullUnpickle(), compat.allowed_globals(allow):
                 loaded = fmt.open(Path(job["path"]), LoadRequest(job["mode"], case=case))
     except MemoryError as exc:
         return {"outcome": "memory-blowup", "detail": describe_exception(exc)}

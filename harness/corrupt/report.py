@@ -35,6 +35,24 @@ def to_record(result: Result, consumer: dict[str, Any], known: list) -> Any:
     return record
 
 
+REFUSED_CHECK = "corrupt:source/refused-globals"
+
+
+def refused_record(source: Any, names: list[str], consumer: dict[str, Any], known: list) -> Any:
+    """A ``fail`` record for a source whose pickles name globals that are never allowed (os.system, io.open...)."""
+    from harness import env as envmod
+    from harness.expectations import judge
+    from harness.records import Record
+
+    record = Record(producer=envmod.brief(source.producer), consumer=consumer, case=source.case,
+                    format=source.format, check=REFUSED_CHECK, load_mode="weights_only", status="fail",
+                    detail=f"the file names globals outside torch's weights_only set and the vetted list, never "
+                           f"allowed (a harness-written artifact names none): {', '.join(names)}",
+                    duration_s=0.0, artifact=source.label)
+    record.problem = judge(record.__dict__, known)
+    return record
+
+
 def counts_table(results: Iterable[Result], key: str, title: str) -> Table:
     """Outcome counts per ``key`` ("format" or "mutator")."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

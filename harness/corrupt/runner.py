@@ -9,8 +9,10 @@ a torch import. Each process has an address-space limit; one that outlives ``tim
 ``concurrent.futures`` process pools are not used for the loads themselves because a child dying
 by a signal breaks the whole pool.
 
-Pickled formats are loaded with ``weights_only=True``, allowing only the globals the *original*
-file imports (read from its opcodes): a damaged file never reaches a full unpickle.
+Pickled formats are loaded with ``weights_only=True`` (inside :class:`harness.compat.RefuseFullUnpickle`,
+so no loader falls back to a full unpickle): torch's own safe set, plus, for a trusted source only,
+the globals its undamaged file needs that are on the vetted list (:mod:`harness.corrupt.vetted`). A
+global outside both is never allowed; a source naming one is reported (a ``fail`` record).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from harness.corrupt import MUTATORS, STARTED_MARKER, Mutation, Mutator, Source
+from harness.corrupt import vetted
 from harness.corrupt.layout import describe, pickle_globals
 
 #: damaged copies per profile
@@ -53,9 +56,11 @@ class Result:
 
 
 def load_sources(manifests: Iterable[dict[str, Any]], max_bytes: int = DEFAULT_MAX_SOURCE_BYTES,
-                 formats: Optional[set[str]] = None) -> tuple[list[Source], list[str]]:
-    """Sources from read manifests (files are read, never written), and why others were left out."""
+                 formats: Optional[set[str]] = None, trust: Any = None) -> tuple[list[Source], list[str]]:
+    """Sources from read manifests (files are read, never written), and why others were left out.
+    ``trust`` (a :class:`harness.trust.Trust`) marks sealed or vouched-for sources; none is trusted without it."""
     from harness.formats import FORMATS
+    from harness.manifest import artifact_path
 
     sources, left_out = [], []
     for manifest in manifests:
@@ -63,7 +68,7 @@ def load_sources(manifests: Iterable[dict[str, Any]], max_bytes: int = DEFAULT_M
         for entry in manifest["entries"]:
             if entry.get("status") != "ok" or (formats and entry["format"] not in formats):
                 continue
-            path = root / entry["file"]
+            path = artifact_path(manifest, entry)  # inside the manifest's folder, or a one-line error
             if entry["format"] not in FORMATS.names():
                 left_out.append(f"{path}: format {entry['format']!r} is unknown to this harness")
             elif path.is_dir():
@@ -72,8 +77,9 @@ def load_sources(manifests: Iterable[dict[str, Any]], max_bytes: int = DEFAULT_M
                 left_out.append(f"{path}: {entry['file_bytes']} bytes, over --max-bytes {max_bytes}")
             else:
                 data = path.read_bytes()
+                trusted = bool(trust and trust.trusted(root, path))
                 sources.append(Source(path, entry["format"], entry["case"], manifest["env_id"], manifest["env"],
-                                      entry, data, describe(data)))
+                                      entry, data, describe(data), trusted))
     return sources, left_out
 
 
@@ -113,6 +119,16 @@ def mutation_for(item: Planned, seed: int) -> Mutation:
     return Mutation(item.mutator.name, f"{item.mutator.name}:fallback-truncate@{len(data) // 2}", data[: len(data) // 2])
 
 
+def vetted_and_refused(source: Source) -> tuple[list[str], list[str]]:
+    """The globals the source's pickles name beyond torch's own weights_only set: ``(vetted, refused)``.
+    Read from the opcodes, never unpickled; refused ones are never allowed, whoever wrote the file."""
+    if source.layout is None or not source.layout.pickles:
+        return [], []
+    from harness import compat
+
+    return vetted.split(pickle_globals(source.data, source.layout), compat.weights_only_allowlist())
+
+
 def load_mode(fmt: Any) -> str:
     return "weights_only" if fmt.pickled else "default"
 
@@ -129,7 +145,6 @@ class Runner:
         if self.context.get_start_method() == "forkserver":
             # Both preloaded: a child never imports harness code from disk (edits mid-run cannot reach it).
             self.context.set_forkserver_preload(["harness.corrupt._worker", "harness.corrupt.runner"])
-        self._allowed: dict[int, list[str]] = {}
 
     def run(self, items: list[Planned]) -> Iterator[Result]:
         """Results as loads finish (not in plan order)."""
@@ -145,10 +160,8 @@ class Runner:
                 yield future.result()
 
     def allowed(self, source: Source) -> list[str]:
-        key = id(source)
-        if key not in self._allowed:
-            self._allowed[key] = pickle_globals(source.data, source.layout) if source.layout.pickles else []
-        return self._allowed[key]
+        """Globals beyond torch's own set that loads of ``source`` allow: vetted ones, for a trusted source."""
+        return vetted_and_refused(source)[0] if source.trusted else []
 
     def run_one(self, item: Planned) -> Result:
         from harness.formats import FORMATS
