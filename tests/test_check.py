@@ -195,8 +195,8 @@ def test_whole_model_loads_with_import_and_allow_unsafe(files: dict[str, Path]) 
     folder = files["whole.pt"].parent
     _, without = check(str(files["whole.pt"]), "--torch", DEV_RELEASE, "--allow-unsafe")
     _, with_import = check(str(files["whole.pt"]), "--torch", DEV_RELEASE, "--allow-unsafe", "--import", "usermodels",
-                           cwd=folder)
-    # run_cli's cwd is the repo: without the module on the path, the class cannot be found
+                           "--path", str(folder))
+    # without --path the worker has no folder of the user's on sys.path: the class cannot be found
     assert without[0]["verdicts"][DEV_RELEASE]["loads"]["unsafe"]["status"] == "fail"
     assert any("--import" in f for f in without[0]["verdicts"][DEV_RELEASE]["fixes"])
     assert with_import[0]["verdicts"][DEV_RELEASE]["loads"]["unsafe"]["status"] == "pass"

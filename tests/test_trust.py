@@ -334,3 +334,42 @@ def test_corrupt_runs_no_code_named_by_an_artifact(sealed: Path, tmp_path: Path,
     (refused,) = [r for r in records(results) if r["check"] == "corrupt:source/refused-globals"]
     assert all(name in refused["detail"] for name in ("posix.system", "io.open", "runpy._run_code"))
     assert "refused-globals" in result.stdout
+
+
+# -- check --torch: nothing planted in the current directory runs ------------------------------------
+
+
+@pytest.mark.slow
+def test_check_ignores_an_interpreter_and_a_torch_planted_in_the_current_directory(tmp_path: Path) -> None:
+    import subprocess
+
+    release = torch.__version__.split("+")[0]
+    cwd, markers = tmp_path / "hostile", {name: tmp_path / name for name in ("planted-python", "planted-torch")}
+    planted = cwd / ".nox" / "releases" / f"torch-{release}"
+    (planted / "bin").mkdir(parents=True)
+    (planted / "harness-installed.json").write_text("[]")
+    (planted / "bin" / "python").write_text(f"#!/bin/sh\ntouch {markers['planted-python']}\nexit 1\n")
+    (planted / "bin" / "python").chmod(0o755)
+    (cwd / "torch.py").write_text(f"open({str(markers['planted-torch'])!r}, 'w')\n")
+    (cwd / "sitecustomize.py").write_text(f"open({str(markers['planted-torch'])!r}, 'w')\n")
+    # the release's environment: the documented cache ($CKPT_HARNESS_ENVS), here this interpreter
+    envs = tmp_path / "envs" / f"torch-{release}"
+    (envs / "bin").mkdir(parents=True)
+    (envs / "harness-check.json").write_text("{}")
+    (envs / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (envs / "bin" / "python").chmod(0o755)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "usermod.py").write_text(f"open({str(tmp_path / 'imported-from-path')!r}, 'w')\n")
+    checkpoint = cwd / "sd.pt"
+    torch.save({"w": torch.ones(3)}, checkpoint)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CKPT_HARNESS_ENVS": str(tmp_path / "envs")}
+    # -P: the harness's own CLI process does not put cwd first either (the console script never does)
+    result = subprocess.run([sys.executable, "-P", "-m", "harness", "check", "sd.pt", "--torch", release, "--json",
+                             "--import", "usermod", "--path", str(models)], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert not [m for m in markers.values() if m.exists()], "check ran a file planted in the current directory"
+    assert result.returncode == 0, result.stdout + result.stderr
+    (report,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert report["verdicts"][release]["status"] == "ok"
+    assert (tmp_path / "imported-from-path").exists(), "--path did not make the --import module importable"

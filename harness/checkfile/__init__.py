@@ -13,7 +13,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from harness.errors import HarnessError
 from harness.inspect import PICKLE_CONTAINERS, Inspection
@@ -34,16 +34,21 @@ def main_globals(inspections: list[Inspection]) -> list[str]:
 
 
 def run_release(python: Path, release: str, inspections: list[Inspection], imports: list[str],
-                allow_unsafe: bool, advance: Callable[[], None]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the worker with ``python``; return its environment and one result per file (in order)."""
+                allow_unsafe: bool, advance: Callable[[], None],
+                paths: Sequence[Path] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the worker with ``python``; return its environment and one result per file (in order).
+
+    The worker runs isolated (``python -I``: no PYTHONPATH, no user site, not the script's folder nor the
+    current directory on ``sys.path``) in a private temporary folder, so a ``torch.py`` or ``sitecustomize``
+    lying where the user stands is never imported. ``--import`` modules come only from ``paths`` (``--path``)."""
     with tempfile.TemporaryDirectory(prefix="ckpt-check-") as folder:
         request, out = Path(folder) / "request.json", Path(folder) / "results.jsonl"
         request.write_text(json.dumps({"files": [request_item(i) for i in inspections], "imports": imports,
                                        "allow_unsafe": allow_unsafe, "main_globals": main_globals(inspections),
-                                       "out": str(out)}))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
-        process = subprocess.Popen([str(python), str(WORKER), str(request)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=env)
+                                       "paths": [str(Path(p).resolve()) for p in paths], "out": str(out)}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        process = subprocess.Popen([str(python), "-I", str(WORKER), str(request)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
         for line in process.stdout:
             if line.startswith("progress "):
                 advance()
@@ -56,7 +61,8 @@ def run_release(python: Path, release: str, inspections: list[Inspection], impor
 def _parse(release: str, lines: list[dict[str, Any]], expected: int,
            stderr: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if lines and "import_error" in lines[0]:
-        raise HarnessError(f"torch {release}: --import failed: {lines[0]['import_error']}")
+        raise HarnessError(f"torch {release}: --import failed: {lines[0]['import_error']} (modules are imported "
+                           "from the release's environment and the --path folders only)")
     header = lines[0] if lines else {}
     environment: Optional[dict[str, Any]] = header.get("environment")
     if environment is None:

@@ -1,8 +1,9 @@
 """Find or build the environment of a torch release for ``ckpt-harness check --torch``.
 
-Reused first: the matrix's shared environments (``.nox/releases/torch-<release>``, built by
-the noxfile's ``ReleaseEnv``), then earlier ``check`` environments under ``$CKPT_HARNESS_ENVS``
-or ``~/.cache/checkpoint-harness/envs``. Otherwise one is built there from the one release
+Reused first: the matrix's shared environments (``.nox/releases/torch-<release>`` of the harness's
+own checkout, built by the noxfile's ``ReleaseEnv``), then earlier ``check`` environments under
+``$CKPT_HARNESS_ENVS`` or ``~/.cache/checkpoint-harness/envs``. Never the current directory: an
+interpreter found there would be whatever the folder one happens to stand in planted. Otherwise one is built there from the one release
 table (:mod:`harness.releases`): a venv with the release's Python, then torch, its pins and
 safetensors. A stamp file marks a finished build, so an interrupted one is completed next time.
 """
@@ -31,9 +32,9 @@ def cache_root() -> Path:
 
 
 def candidates(release: str) -> list[Path]:
-    """Environment folders tried for ``release``, in order."""
+    """Environment folders tried for ``release``, in order (the harness's own checkout, then the cache; never cwd)."""
     name = f"torch-{release}"
-    return [REPO / ".nox" / "releases" / name, Path.cwd() / ".nox" / "releases" / name, cache_root() / name]
+    return [REPO / ".nox" / "releases" / name, cache_root() / name]
 
 
 def interpreter(env: Path) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import platform
 import re
 import sys
@@ -124,11 +123,17 @@ def run_mode(loader: Callable[[], Any] | str) -> dict[str, Any]:
 
 
 def check_file(item: dict[str, Any], compat: Any, allow_unsafe: bool) -> dict[str, Any]:
+    import contextlib
+
     import torch
 
     map_location = map_location_for(item.get("devices", []), torch)
-    loads = {mode: run_mode(loader)
-             for mode, loader in load_modes(item, compat, allow_unsafe, map_location).items()}
+    loads = {}
+    for mode, loader in load_modes(item, compat, allow_unsafe, map_location).items():
+        # without --allow-unsafe no loader reaches a full unpickle, not even one that falls back to it by
+        # itself (torch.export.load does): every torch.load inside is weights_only
+        with contextlib.nullcontext() if allow_unsafe else compat.RefuseFullUnpickle():
+            loads[mode] = run_mode(loader)
     needs = None
     if item["container"] == "zip" and any(r["status"] == "fail" for r in loads.values()):
         needs = compat.unsafe_globals(item["path"])
@@ -156,8 +161,9 @@ def environment(compat: Any) -> dict[str, Any]:
 
 def main(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
-    if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-        sys.path[0] = os.getcwd()  # the user's modules, not this folder, come first
+    # Run with ``python -I``: neither this folder nor the current directory is on sys.path. The user's
+    # ``--path`` folders, and only those, come first (for ``--import``).
+    sys.path[:0] = [path for path in request.get("paths", []) if path not in sys.path]
     compat = load_compat()
     with open(request["out"], "w") as out:
         try:

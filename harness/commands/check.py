@@ -41,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="load the files in this torch release's environment (repeatable; see "
                              "harness/data/releases.toml); environments are reused between runs")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first in each release, so whole-model pickles find their classes")
+                        help="import MODULE first in each release, so whole-model pickles find their classes "
+                             "(found in the release's environment and the --path folders only, never the current "
+                             "directory)")
+    parser.add_argument("--path", dest="paths", action="append", default=[], type=Path, metavar="DIR",
+                        help="a folder to import --import modules from (repeatable; e.g. --path . for the current "
+                             "directory)")
     parser.add_argument("--allow-unsafe", action="store_true",
                         help="also load with weights_only=False (and with a release's default where that is a "
                              "full unpickle, before 2.6): this RUNS CODE from the file; only for files you trust")
@@ -69,6 +74,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from harness.inspect.limits import DEFAULT
 
     _validate(args.files)
+    for folder in args.paths:
+        if not folder.is_dir():
+            raise HarnessError(f"--path {folder}: no such folder")
     for release in args.releases:
         releases.get(release)  # unknown release: ValueError → one line, exit 2
     limits = dataclasses.replace(DEFAULT, **{k: v for k, v in (("seconds", args.inspect_seconds),
@@ -169,7 +177,7 @@ def _load_everywhere(args: argparse.Namespace, inspections: list, progress: Prog
             if not group:
                 continue
             environment, results = run_release(python, release, group, args.imports, allow_unsafe,
-                                               lambda: progress.advance(task))
+                                               lambda: progress.advance(task), args.paths)
             if not same_release(release, environment["torch"]):
                 raise HarnessError(f"the environment {python.parent.parent} has torch {environment['torch']}, not "
                                    f"{release}: remove it so that it is rebuilt")
