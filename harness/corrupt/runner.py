@@ -121,10 +121,13 @@ def mutation_for(item: Planned, seed: int) -> Mutation:
 
 def vetted_and_refused(source: Source) -> tuple[list[str], list[str]]:
     """The globals the source's pickles name beyond torch's own weights_only set: ``(vetted, refused)``.
-    Read from the opcodes, never unpickled; refused ones are never allowed, whoever wrote the file."""
-    if source.layout is None or not source.layout.pickles:
-        return [], []
+    Read from the opcodes, never unpickled; refused ones are never allowed, whoever wrote the file. Only for
+    ``torch.load`` pickles: a TorchScript archive's pickles name TorchScript classes and go through its own loader."""
     from harness import compat
+    from harness.formats import FORMATS
+
+    if source.layout is None or not source.layout.pickles or not FORMATS.get(source.format).pickled:
+        return [], []
 
     return vetted.split(pickle_globals(source.data, source.layout), compat.weights_only_allowlist())
 
