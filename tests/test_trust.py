@@ -373,3 +373,19 @@ def test_check_ignores_an_interpreter_and_a_torch_planted_in_the_current_directo
     (report,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert report["verdicts"][release]["status"] == "ok"
     assert (tmp_path / "imported-from-path").exists(), "--path did not make the --import module importable"
+
+
+@pytest.mark.slow
+def test_a_merge_into_a_folder_sealed_by_someone_else_does_not_launder_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.consume import collect
+    from harness.produce import produce
+
+    monkeypatch.setenv(trust.KEY_ENV, str(tmp_path / "someone-else" / "key"))
+    folder = produce(tmp_path / "out", ["simple"], ["state_dict_zip"])
+    monkeypatch.setenv(trust.KEY_ENV, str(tmp_path / "me" / "key"))
+    assert {a.entry["case"]: a.trusted for a in collect([folder])} == {"simple": False}
+    produce(tmp_path / "out", ["tied"], ["state_dict_zip"])  # merges its case into the existing folder
+    assert {a.entry["case"]: a.trusted for a in collect([folder])} == {"simple": False, "tied": True}
+    produce(tmp_path / "out", ["lenet"], ["state_dict_zip"])  # a second merge keeps what this user sealed
+    assert {a.entry["case"]: a.trusted for a in collect([folder])} == {"simple": False, "tied": True, "lenet": True}
