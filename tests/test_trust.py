@@ -299,13 +299,14 @@ def test_the_vetted_list_refuses_code_runners_and_never_imports() -> None:
                                 "numpy._core.multiarray._reconstruct", "argparse.Namespace", "torch.nn.functional.relu",
                                 "posix.system", "io.open", "runpy._run_code", "builtins.eval", "torch.hub.load",
                                 "torch.nn.functional.torch", "torch.nn.modules.linear.math", "antigravity.fly",
-                                "cases.nosuchcase.Model"], allowlist)
-    assert ok == ["argparse.Namespace", "numpy._core.multiarray._reconstruct", "torch.nn.functional.relu",
-                  "torch.nn.modules.linear.Linear"]
+                                "harness_cases.nosuchcase.Model", "cases.simple.SimpleModel",
+                                "harness_cases.simple.SimpleModel"], allowlist)
+    assert ok == ["argparse.Namespace", "harness_cases.simple.SimpleModel", "numpy._core.multiarray._reconstruct",
+                  "torch.nn.functional.relu", "torch.nn.modules.linear.Linear"]
     assert set(refused) == {"posix.system", "io.open", "runpy._run_code", "builtins.eval", "torch.hub.load",
                             "torch.nn.functional.torch", "torch.nn.modules.linear.math", "antigravity.fly",
-                            "cases.nosuchcase.Model"}
-    assert "antigravity" not in sys.modules and "cases.nosuchcase" not in sys.modules
+                            "harness_cases.nosuchcase.Model", "cases.simple.SimpleModel"}
+    assert "antigravity" not in sys.modules and "harness_cases.nosuchcase" not in sys.modules
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ Vetted, and why each is harmless to call with data from a file (no I/O, no impor
   items come from the (restricted) unpickler itself.
 - ``argparse.Namespace``: an attribute bag; ``collections.OrderedDict``, ``set``, ``frozenset``: containers.
 - ``torch.nn`` module classes (``torch.nn.modules.*``, subclasses of ``nn.Module``) and the harness's
-  own case models (``cases.*``): constructing one allocates parameters (bounded by the load's memory
+  own case models (``harness_cases.*``; not the pre-rename ``cases.*`` names, which would import
+  whatever ``cases`` package is on the path): constructing one allocates parameters (bounded by the load's memory
   limit) and ``nn.Module.__setstate__`` only updates ``__dict__``.
 - functions defined in ``torch.nn.functional`` (a Transformer stores its activation): tensor maths.
 
@@ -35,7 +36,7 @@ EXACT = frozenset({
     "collections.OrderedDict", "builtins.set", "builtins.frozenset", "__builtin__.set", "__builtin__.frozenset",
 })
 NUMPY_DTYPE_CLASS = re.compile(r"numpy\.dtypes\.[A-Za-z0-9]+DType")
-MODULE_CLASS = re.compile(r"(torch\.nn\.modules\.[a-z_0-9]+|cases\.[a-z_0-9]+)\.[A-Za-z_][A-Za-z_0-9]*")
+MODULE_CLASS = re.compile(r"(torch\.nn\.modules\.[a-z_0-9]+|harness_cases\.[a-z_0-9]+)\.[A-Za-z_][A-Za-z_0-9]*")
 FUNCTIONAL = re.compile(r"torch\.nn\.functional\.[a-z_][a-z_0-9]*")
 
 
@@ -53,7 +54,7 @@ def is_vetted(name: str) -> bool:
     if MODULE_CLASS.fullmatch(name):
         import torch
 
-        if name.startswith("cases."):
+        if name.startswith("harness_cases."):
             from harness.case import CASES
 
             CASES.discover()  # the harness's own case modules, nothing a file names
