@@ -48,7 +48,7 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     data = data.contiguous().reshape(-1)
     if data.numel() == 0:
         return memoryview(b"")
-    return memoryview(data.view(torch.uint8).numpy())
+    return memoryview(data.view(torch.uint8).numpy().data)
 
 
 def hash_tensor(tensor: TensorLike) -> str:
@@ -139,7 +139,7 @@ def fingerprint(obj: Any) -> dict[str, Any]:
         if isinstance(leaf, torch.Tensor):
             key = compat.storage_key(leaf)
             info["share_group"] = groups.setdefault(key, path)
-            start = leaf.storage_offset() * leaf.element_size()
+            start = int(leaf.storage_offset()) * leaf.element_size()
             end = start + _span_bytes(leaf)
             span = spans.setdefault(key, [start, end])
             span[0], span[1] = min(span[0], start), max(span[1], end)

@@ -23,7 +23,7 @@ def target_entries(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, An
     for name, param in model._parameters.items():
         if param is not None:
             yield prefix + name, param
-    non_persistent = getattr(model, "_non_persistent_buffers_set", set())
+    non_persistent: set[str] = getattr(model, "_non_persistent_buffers_set", set())
     for name, buffer in model._buffers.items():
         if buffer is not None and name not in non_persistent:
             yield prefix + name, buffer

@@ -16,7 +16,9 @@ from harness.partial import Scenario, register
 
 
 def _same_architecture(case: Case) -> nn.Module:
-    return case.build()
+    model = case.build()
+    assert isinstance(model, nn.Module), f"{case.name} builds more than one model"
+    return model
 
 
 def _unavailable() -> Optional[str]:

@@ -16,13 +16,17 @@ from harness.partial import Scenario, register
 
 def _new_head(case: Case) -> nn.Module:
     model = case.fresh_models()["model"]
-    model.classifier[6] = nn.Linear(4096, 10)
+    classifier = model.classifier
+    assert isinstance(classifier, nn.Sequential), "torchvision's VGG keeps its head in a Sequential"
+    classifier[6] = nn.Linear(4096, 10)
     return model
 
 
 def _added_linear(case: Case) -> nn.Module:
     model = case.fresh_models()["model"]
-    model.classifier.add_module("add_linear", nn.Linear(1000, 10))
+    classifier = model.classifier
+    assert isinstance(classifier, nn.Sequential), "torchvision's VGG keeps its head in a Sequential"
+    classifier.add_module("add_linear", nn.Linear(1000, 10))
     return model
 
 
