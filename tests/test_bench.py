@@ -394,3 +394,33 @@ def test_bench_compare_gates_only_beyond_the_a_a_floor() -> None:
     judged = judge(old, noisy, 0.1)
     assert judged.status == SAME and judged.floor == 0.25 and judged.noise == 0.25
     assert judge(old, {**new, "aa_noise": 0.05}, 0.1).status == REGRESSION
+
+
+def test_a_benchmark_that_raises_fails_alone(tmp_path: Path) -> None:
+    """One format's failing load must not take the other benchmarks of its size down with it."""
+    from harness.bench.operations import Operation, Timed
+    from harness.bench.rounds import SizeRounds
+
+    def broken(subject: Any, cache: str) -> Timed:
+        def target() -> None:
+            raise RuntimeError("planted")
+        return Timed(target)
+
+    OPERATIONS["planted_broken"] = Operation("planted_broken", "baseline", "load", ("n/a",), "memcpy", broken)
+    try:
+        class Item:
+            def __init__(self, operation: str) -> None:
+                self.size_bytes, self.format, self.operation, self.cache = 1 << 16, None, operation, "n/a"
+                self.id = operation
+
+        from harness.bench.workspace import Workspace
+
+        space = Workspace(tmp_path, None)
+        items = [Item("memcpy"), Item("planted_broken")]
+        rounds = SizeRounds(items, space, rounds=2, clock="cpu")
+        assert "RuntimeError: planted" in rounds.outcome(items[1]).problem
+        good = rounds.outcome(items[0])
+        assert good.problem is None and len(good.series.times) == 4
+        space.close()
+    finally:
+        del OPERATIONS["planted_broken"]

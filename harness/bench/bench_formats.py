@@ -49,6 +49,7 @@ def test_io(item: Item, benchmark, size_rounds: SizeRounds) -> None:
     outcome = size_rounds.outcome(item)
     if outcome.skip:
         pytest.skip(outcome.skip)
+    assert outcome.series is not None, outcome.problem
     benchmark.group = f"{label(item.size_bytes)} {operation.direction}"
     benchmark.extra_info.update({
         "format": item.format or "baseline", "operation": item.operation, "kind": operation.kind,

@@ -227,7 +227,7 @@ def _load(mapped: bool) -> Callable[[Subject, str], Timed]:
 
         def target() -> None:
             with load_context(mapped):
-                loaded = fmt.open(path, LoadRequest(mode, "cpu", case=payload.case, trusted=True))  # written by this run
+                loaded = fmt.open(path, LoadRequest(mode, cpu_location(fmt), case=payload.case, trusted=True))  # written by this run
             held.append(loaded)
             sums.append(touch(fmt.contents(loaded)))
 
@@ -240,6 +240,11 @@ def _load(mapped: bool) -> Callable[[Subject, str], Timed]:
                      info={"bytes": payload.tensor_bytes, "file_bytes": path.stat().st_size, "load_mode": mode})
 
     return make
+
+
+def cpu_location(fmt: Any) -> Any:
+    """``'cpu'`` for loaders that take a map_location, None (load where saved: the CPU here) for the rest."""
+    return "cpu" if "str" in fmt.capabilities.map_locations else None
 
 
 def load_context(mapped: bool) -> ContextManager:

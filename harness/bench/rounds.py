@@ -53,12 +53,46 @@ class SizeRounds:
             if reason:
                 self._done[item] = Outcome(skip=reason)
                 continue
-            timed[item] = (operation, subject, operation.make(subject, item.cache))
-            turns[item.id] = interleave.Turn(timed[item][2].target, timed[item][2].setup, timed[item][2].teardown)
+            try:
+                work = operation.make(subject, item.cache)
+            except Exception as exc:  # this benchmark fails; the others of the size still run
+                self._done[item] = Outcome(problem=f"setting up raised {type(exc).__name__}: {exc}")
+                continue
+            guard = _Guard(work)
+            timed[item] = (operation, subject, work, guard)
+            turns[item.id] = interleave.Turn(guard.target, guard.setup, guard.teardown)
         series = interleave.run(turns, self.rounds, warmup=1, clock=CLOCKS[self.clock])
-        for item, (operation, subject, work) in timed.items():
+        for item, (operation, subject, work, guard) in timed.items():
+            if guard.problem:
+                self._done[item] = Outcome(problem=guard.problem)
+                continue
             info = {**work.info, "aa_noise": series[item.id].floor, "interleaved_with": len(turns) - 1,
                     "clock": self.clock, "series_rounds": self.rounds}
             if operation.kind == "format" and operation.direction == "load" and item.cache == "warm":
                 info.update(self.workspace.peak_rss(subject, mapped=item.operation == "load_mmap"))
             self._done[item] = Outcome(series[item.id], problem=work.finish(), info=info)
+
+
+class _Guard:
+    """One benchmark's turns, stopped at its first exception (kept as its problem): a format that
+    cannot save or load fails its own tests, not every benchmark of the size."""
+
+    def __init__(self, work: Any) -> None:
+        self.work, self.problem = work, ""
+
+    def _call(self, step: str, function: Callable[[], None]) -> None:
+        if self.problem:
+            return
+        try:
+            function()
+        except Exception as exc:
+            self.problem = f"{step} raised {type(exc).__name__}: {exc}"
+
+    def setup(self) -> None:
+        self._call("setup", self.work.setup)
+
+    def target(self) -> None:
+        self._call("the timed operation", self.work.target)
+
+    def teardown(self) -> None:
+        self._call("teardown", self.work.teardown)

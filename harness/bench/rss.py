@@ -82,12 +82,12 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_and_touch(fmt: Any, path: Path, case: Any, mapped: bool) -> None:
-    from harness.bench.operations import load_context, load_mode
+    from harness.bench.operations import cpu_location, load_context, load_mode
     from harness.bench.touch import touch
     from harness.formats import LoadRequest
 
     with load_context(mapped):
-        loaded = fmt.open(path, LoadRequest(load_mode(fmt), "cpu", case=case, trusted=True))  # written by this run
+        loaded = fmt.open(path, LoadRequest(load_mode(fmt), cpu_location(fmt), case=case, trusted=True))  # written by this run
     touch(fmt.contents(loaded))
 
 
