@@ -40,7 +40,10 @@ class Case:
     build: Callable[[], ModelsOrOne]
     inputs: Callable[[], InputsOrOne]
     models: tuple[str, ...] = ("model",)
-    optimizer: str = "adam"
+    #: "adam" | "sgd", or any factory ``params -> Optimizer`` (AdamW, Lion from a plugin, ...)
+    optimizer: Union[str, Callable[[Any], torch.optim.Optimizer]] = "adam"
+    #: a factory ``optimizer -> scheduler`` (CosineAnnealingLR, OneCycleLR, ...); None: StepLR(1, 0.9)
+    scheduler: Optional[Callable[[torch.optim.Optimizer], Any]] = None
     seed: int = 0
     requires: tuple[str, ...] = ()
     save_mode: str = "eval"
@@ -51,8 +54,11 @@ class Case:
     formats: Optional[tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"case {self.name}: optimizer must be one of {sorted(OPTIMIZERS)}")
+        if not callable(self.optimizer) and self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"case {self.name}: optimizer must be one of {sorted(OPTIMIZERS)} or a factory "
+                             f"params -> torch.optim.Optimizer")
+        if self.scheduler is not None and not callable(self.scheduler):
+            raise ValueError(f"case {self.name}: scheduler must be a factory optimizer -> scheduler")
         if self.save_mode not in ("train", "eval"):
             raise ValueError(f"case {self.name}: save_mode must be 'train' or 'eval'")
 
@@ -64,7 +70,24 @@ class Case:
         before BatchNorm, say) moves by up to ±lr on numerical noise: two releases can differ by
         2·lr there after one step. SGD has no such amplification.
         """
-        return self.atol + (2 * LEARNING_RATES["adam"] if self.optimizer == "adam" else 0.0)
+        if not callable(self.optimizer):
+            return self.atol + (2 * LEARNING_RATES["adam"] if self.optimizer == "adam" else 0.0)
+        probe = self.optimizer([nn.Parameter(torch.zeros(1))])
+        adaptive = any(isinstance(probe, cls) for cls in _ADAPTIVE)
+        return self.atol + (2 * float(probe.param_groups[0]["lr"]) if adaptive else 0.0)
+
+    @property
+    def optimizer_name(self) -> str:
+        """The optimizer's name for records and Namespaces (a factory's function name)."""
+        return self.optimizer if isinstance(self.optimizer, str) else getattr(self.optimizer, "__name__", "custom")
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        return (self.optimizer if callable(self.optimizer) else OPTIMIZERS[self.optimizer])(params)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        if self.scheduler is not None:
+            return self.scheduler(optimizer)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.9)
 
     def missing_requirement(self) -> Optional[str]:
         """None when every required package imports, else the first import failure."""
@@ -108,6 +131,9 @@ def _sgd(params: Any) -> torch.optim.Optimizer:
 
 
 OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {"adam": _adam, "sgd": _sgd}
+#: optimizers that divide by a running gradient RMS: near-zero gradients can move a parameter by ~lr
+_ADAPTIVE = tuple(getattr(torch.optim, n) for n in ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad",
+                                                     "RMSprop", "Adadelta") if hasattr(torch.optim, n))
 
 _TEMPLATES: dict[tuple[str, int], dict[str, nn.Module]] = {}
 
@@ -150,9 +176,9 @@ class Prepared:
 
 
 def make_optimizers(case: Case, models: dict[str, nn.Module]) -> tuple[dict, dict]:
-    """One optimizer and one StepLR scheduler per model."""
-    optimizers = {n: OPTIMIZERS[case.optimizer](trainable(m)) for n, m in models.items()}
-    schedulers = {n: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.9) for n, o in optimizers.items()}
+    """One optimizer and one scheduler per model, from the case's factories."""
+    optimizers = {n: case.make_optimizer(trainable(m)) for n, m in models.items()}
+    schedulers = {n: case.make_scheduler(o) for n, o in optimizers.items()}
     return optimizers, schedulers
 
 

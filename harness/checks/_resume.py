@@ -66,15 +66,19 @@ def judge(ctx: Context, loaded: Any) -> Outcome:
         actual = fingerprint({name: m.state_dict() for name, m in models.items()})["tensors"]
         problems = fingerprint_differences(ctx.entry["next_step"], actual, ("dtype", "shape", "hash"))
         if problems:
-            return failed("resumed step differs from the uninterrupted one: " + summarize(problems, len(actual)))
-        return passed(f"step {ctx.case_section['steps'] + 1} after resume is bit-identical to an uninterrupted run")
+            return failed("bitexact: false; resumed step differs from the uninterrupted one: "
+                          + summarize(problems, len(actual)))
+        return passed(f"bitexact: true; step {ctx.case_section['steps'] + 1} after resume is bit-identical to an "
+                      f"uninterrupted run")
     reference = ctx.stored.get("next_step")
     if reference is None:
         return skipped("the producer stored no next-step state (too large); only same-environment resumes are checked")
     actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
     worst, where = max_abs_difference(reference, actual)
     atol = float(ctx.case_section["resume_atol"])
+    # "pass" within atol is not bit-exact: the record says which (issue 11)
+    exact = f"bitexact: {'true' if worst == 0.0 else 'false'}"
     if worst > atol:
-        return failed(f"resumed step is {worst:.3g} away from the producer's uninterrupted step at {where} "
+        return failed(f"{exact}; resumed step is {worst:.3g} away from the producer's uninterrupted step at {where} "
                       f"(atol {atol:g})")
-    return passed(f"resumed step within {worst:.3g} of the producer's uninterrupted step (atol {atol:g})")
+    return passed(f"{exact}; resumed step within {worst:.3g} of the producer's uninterrupted step (atol {atol:g})")

@@ -49,7 +49,7 @@ class TrainingCheckpoint(Format):
         if self.extras:
             checkpoint["best_metric"] = numpy.float64(prepared.loss) / 2
             checkpoint["args"] = argparse.Namespace(arch=prepared.case.name, lr=1e-3, epochs=prepared.steps,
-                                                    optimizer=prepared.case.optimizer)
+                                                    optimizer=prepared.case.optimizer_name)
         return checkpoint
 
     def save(self, payload: Any, path: Path) -> None:
