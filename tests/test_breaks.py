@@ -79,13 +79,19 @@ def test_verdicts_name_matching_breaks_only_inside_their_range() -> None:
 PYTHONS = {r: p for r in RELEASES if (p := envs.find(r)) is not None}
 
 
+@pytest.fixture(scope="module")
+def runs() -> dict:
+    """Every reproducer in every release present: one process per release and phase."""
+    return verify.reproduce_all(list(CATALOG.values()), PYTHONS)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(len(PYTHONS) < 2, reason="needs the torch-2.5.1 and torch-2.13.0 release environments "
                                               "(.nox/releases or $CKPT_HARNESS_ENVS)")
 @pytest.mark.parametrize("ident", sorted(CATALOG))
-def test_reproducer_runs_agree_with_the_catalog(ident: str) -> None:
+def test_reproducer_runs_agree_with_the_catalog(runs: dict, ident: str) -> None:
     entry = CATALOG[ident]
-    results = verify.reproduce(entry, PYTHONS)
+    results = runs[ident]
     assert verify.disagreements(entry, results) == [], results
     recorded = {k: v for k, v in entry.verified.items() if all(part in PYTHONS for part in k.split("->"))}
     assert {k: results.get(k) for k in recorded} == recorded, results

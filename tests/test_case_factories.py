@@ -37,3 +37,14 @@ def test_named_optimizers_keep_their_defaults() -> None:
 def test_bad_factories_are_refused(kwargs: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         _case(**kwargs)
+
+
+@pytest.mark.slow
+def test_resume_records_say_bitexact(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import records, run_cli
+
+    results = tmp_path / "r.jsonl"
+    done = run_cli("roundtrip", "--case", "simple", "--format", "training_checkpoint", "--results", str(results))
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = [r for r in records(results) if r["check"] == "resume" and r["status"] != "skip"]
+    assert resumed and all(r["detail"].startswith("bitexact: true; ") for r in resumed), resumed

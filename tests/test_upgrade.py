@@ -22,7 +22,7 @@ from harness.checkfile import envs
 from harness.errors import HarnessError
 from harness.upgrade import config, report
 from harness.upgrade import run as runner
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 PROJECT = Path(__file__).resolve().parent / "userproject"
 PYTHONS = {r: envs.find(r) for r in ("2.5.1", "2.13.0")}
@@ -166,9 +166,10 @@ def upgrade(root: Path, *args: str, timeout: float = 900) -> subprocess.Complete
 
 def test_unknown_release_is_one_line(tmp_path: Path) -> None:
     root = small_project(tmp_path)
-    done = upgrade(root, "--from", "2.5.1", "--to", "9.9.9")
-    assert done.returncode == 2 and "unknown torch release '9.9.9'" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    for releases in (("2.5.1", "9.9.9"), ("9.9.9", "2.5.1")):  # checked before any environment is looked up or built
+        done = upgrade(root, "--from", releases[0], "--to", releases[1], "--python", f"2.5.1={sys.executable}")
+        assert done.returncode == 2 and "unknown torch release '9.9.9'" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 SAME = ["--python", f"2.5.1={sys.executable}", "--python", f"2.13.0={sys.executable}"]

@@ -81,7 +81,8 @@ def parse(document: dict[str, Any], where: str = "breaks.toml") -> dict[str, Bre
         missing = [f for f in REQUIRED if f not in raw]
         unknown = set(raw) - {f.name for f in dataclasses.fields(Break)}
         if missing or unknown:
-            raise HarnessError(f"{where}: break {ident!r} lacks {missing or 'nothing'}, has unknown {sorted(unknown) or 'none'}")
+            raise HarnessError(f"{where}: break {ident!r} lacks {missing or 'nothing'}, "
+                               f"has unknown {sorted(unknown) or 'none'}")
         if ident in entries:
             raise HarnessError(f"{where}: break {ident!r} appears twice")
         try:

@@ -45,12 +45,12 @@ def reproduce_all(entries: list[Break], pythons: dict[str, Path]) -> dict[str, d
         for writer, python in pythons.items():
             tasks = [{"mode": "write", "code": str(files[e.id]), "path": f"{folder}/{e.id}-{writer}.bin"}
                      for e in entries]
-            for entry, outcome in zip(entries, _batch(python, tasks)):
+            for entry, outcome in zip(entries, _batch(python, tasks), strict=True):
                 written[(entry.id, writer)] = "error" not in outcome
         for reader, python in pythons.items():
             runs = [(e, w) for e in entries for w in pythons if (e.cross or w == reader) and written[(e.id, w)]]
             tasks = [{"mode": "shows", "code": str(files[e.id]), "path": f"{folder}/{e.id}-{w}.bin"} for e, w in runs]
-            for (entry, writer), outcome in zip(runs, _batch(python, tasks)):
+            for (entry, writer), outcome in zip(runs, _batch(python, tasks), strict=True):
                 key = f"{writer}->{reader}" if entry.cross else reader
                 results[entry.id][key] = outcome.get("shows")
         for entry in entries:
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     pythons = {r: p for r in releases if (p := envs.find(r)) is not None}
     problems = []
     entries = list(load().values())
-    for entry, (ident, results) in zip(entries, reproduce_all(entries, pythons).items()):
+    for entry, (ident, results) in zip(entries, reproduce_all(entries, pythons).items(), strict=True):
         print(json.dumps({"id": ident, "results": results}), flush=True)
         problems += disagreements(entry, results)
     print("\n".join(problems) or "every run agrees with the catalog")

@@ -47,16 +47,13 @@ def interpreters(args: argparse.Namespace, requirements: dict[str, list[str]], l
         if not Path(path).is_file():
             raise HarnessError(f"--python {item!r}: no such interpreter {path}")
         given[release] = Path(path)
-    found = {}
-    for release in (args.source, args.target):
-        if release in given:
-            found[release] = given[release]
-            continue
-        releases.get(release)  # an unknown release: ValueError → one line, exit 2
-        found[release] = envs.ensure(release, log, extra=requirements.get(release, ()))
     if args.source == args.target:
         raise HarnessError("--from and --to name the same release")
-    return found
+    for release in (args.source, args.target):
+        if release not in given:
+            releases.get(release)  # an unknown release: ValueError → one line, exit 2, before any build
+    return {release: given.get(release) or envs.ensure(release, log, extra=requirements.get(release, ()))
+            for release in (args.source, args.target)}
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

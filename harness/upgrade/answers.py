@@ -32,7 +32,8 @@ def build(project: Project, inspections: list[Any], a: runner.Side, b: runner.Si
     for inspection in inspections:
         trusted = Path(inspection.path) in project.trusted
         answers = {s.release: file_answer(inspection, s) for s in (a, b)}
-        ok = answers[b.release]["headline"] in (LOADS, FIXED) or (trusted and answers[b.release]["headline"] == UNSAFE_ONLY)
+        headline = answers[b.release]["headline"]
+        ok = headline in (LOADS, FIXED) or (trusted and headline == UNSAFE_ONLY)
         files.append({"path": str(Path(inspection.path).relative_to(project.root)), "container": inspection.container,
                       "structure": inspection.structure, "trusted": trusted, "answers": answers, "ok": ok})
     models = []

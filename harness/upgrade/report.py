@@ -64,8 +64,8 @@ def _model(item: dict[str, Any], a: str, b: str) -> list[str]:
     target = item["answers"][b]
     if target.get("status") == "ok":
         old = target["old_code"]
-        lines.append(f"- Load into `{item['spec']['factory']}` (torch {b}): "
-                     f"{'needs this fix (ran, values equal: ' + str(old['values_equal']) + ')' if old['needs_fix'] else 'loads as is'}")
+        how = f"needs this fix (ran, values equal: {old['values_equal']})" if old["needs_fix"] else "loads as is"
+        lines.append(f"- Load into `{item['spec']['factory']}` (torch {b}): {how}")
         if old["needs_fix"]:
             lines += _code(old["code"])
         partial = target.get("partial")
@@ -78,7 +78,8 @@ def _model(item: dict[str, Any], a: str, b: str) -> list[str]:
                       f"this fix ran and loaded {partial['loaded']} tensors (values equal: {partial['values_equal']}):"]
             lines += _code(partial["code"])
     outputs = item["outputs"]
-    detail = f"max abs diff {outputs['max_abs_diff']:.3g}" if outputs.get("status") == "differs" else outputs.get("why", "")
+    differs = outputs.get("status") == "differs"
+    detail = f"max abs diff {outputs['max_abs_diff']:.3g}" if differs else outputs.get("why", "")
     lines.append(f"- Outputs (forward on `{item['spec']['batch']}`, {a} vs {b}): **{outputs['status']}** {detail}")
     return lines
 

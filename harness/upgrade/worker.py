@@ -23,7 +23,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 CHECK_WORKER = HERE.parent / "checkfile" / "worker.py"
@@ -120,8 +120,8 @@ def strip_code(state: dict[str, Any], model: Any) -> str:
     own = set(model.state_dict())
     for prefix in PREFIXES:
         if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
-            return ("state_dict = {k[len(%r):] if k.startswith(%r) else k: v for k, v in state_dict.items()}"
-                    % (prefix, prefix))
+            return (f"state_dict = {{k[len({prefix!r}):] if k.startswith({prefix!r}) else k: v "
+                    f"for k, v in state_dict.items()}}")
     return ""
 
 
@@ -239,7 +239,8 @@ def run_training(spec: dict[str, Any], loader: Loader, out: Path) -> dict[str, A
         args, kwargs = to_batch(call(spec["batch"], "batch factory"))
         optimizer.zero_grad()
         output = model(*args, **kwargs)
-        loss = loss_fn(output, *args) if loss_fn else sum(t.float().pow(2).mean() for t in flat_tensors(output).values())
+        loss = (loss_fn(output, *args) if loss_fn
+                else sum(t.float().pow(2).mean() for t in flat_tensors(output).values()))
         loss.backward()
         optimizer.step()
         if scheduler is not None:
@@ -281,11 +282,11 @@ def main(request_path: str) -> int:
     answers: dict[str, Any] = {"environment": {"torch": torch.__version__, "python": platform.python_version(),
                                                "executable": sys.executable}, "imports": {}}
     for name in request.get("imports", []):
-        answers["imports"][name] = guarded(lambda: (importlib.import_module(name), {})[1])
+        answers["imports"][name] = guarded(lambda name=name: (importlib.import_module(name), {})[1])
     loader = Loader(check, compat, {f["path"]: f for f in request["files"]})
-    answers["files"] = {path: guarded(lambda: {"result": loader.verdict(path)}) for path in loader.files}
-    answers["models"] = {m["name"]: guarded(lambda: run_model(m, loader, out)) for m in request.get("models", [])}
-    answers["trainings"] = {t["name"]: guarded(lambda: run_training(t, loader, out))
+    answers["files"] = {path: guarded(lambda path=path: {"result": loader.verdict(path)}) for path in loader.files}
+    answers["models"] = {m["name"]: guarded(lambda m=m: run_model(m, loader, out)) for m in request.get("models", [])}
+    answers["trainings"] = {t["name"]: guarded(lambda t=t: run_training(t, loader, out))
                             for t in request.get("trainings", [])}
     (out / "answers.json").write_text(json.dumps(answers, default=str))
     return 0
