@@ -335,3 +335,48 @@ def test_text_from_files_is_inert_for_the_terminal(raw: str, shown: str) -> None
     console = Console(file=io.StringIO(), force_terminal=True, width=200)
     console.print(f"[bold]{safe(raw)}[/]")  # no MarkupError; the raw escape never reaches the output
     assert "\x1b[2J" not in console.file.getvalue() and "\u202e" not in console.file.getvalue()
+
+
+def _real_data_pkl() -> bytes:
+    import zipfile
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(2, 3), "b": torch.ones(3), "step": 7, "cfg": {"lr": 0.1, "name": "x"}}, buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+        return archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+
+
+REAL_PKL = _real_data_pkl()
+
+
+@pytest.mark.parametrize("wrap", ["zip", "legacy", "raw"])
+def test_damaged_pickles_never_escape_the_inspection(tmp_path: Path, wrap: str) -> None:
+    """Hypothesis flips, inserts and cuts bytes of a real data.pkl: inspect_file always answers (no exception)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    edits = st.lists(st.tuples(st.integers(0, len(REAL_PKL)), st.sampled_from(["flip", "insert", "cut"]),
+                               st.binary(min_size=1, max_size=9)), max_size=4)
+    path = tmp_path / f"fuzzed.{wrap}"
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(edits)
+    def inspect_damaged(changes: list[tuple[int, str, bytes]]) -> None:
+        data = bytearray(REAL_PKL)
+        for at, kind, blob in changes:
+            at = min(at, len(data))
+            if kind == "flip":
+                data[at:at + len(blob)] = blob
+            elif kind == "insert":
+                data[at:at] = blob
+            else:
+                del data[at:]
+        payload = bytes(data)
+        path.write_bytes(craft.torch_zip(payload) if wrap == "zip" else
+                         craft.legacy_stream(payload) if wrap == "legacy" else b"\x80\x02" + payload)
+        found = inspect_file(path, Limits(seconds=5))
+        assert found.container and "\n" not in found.detail
+
+    inspect_damaged()

@@ -309,3 +309,13 @@ def test_the_fix_search_list_is_vetted_here_too() -> None:
     names = [f"{m}.{a}" for m, attrs in HARMLESS.items() for a in attrs if not a.startswith("*")]
     assert not [n for n in names if dangerous.danger(n)]
     assert not [n for n in names if n not in dangerous.VETTED_HARMLESS]
+
+
+def test_a_dcp_folder_metadata_pickle_is_scanned(tmp_path: Path) -> None:
+    """DCP unpickles .metadata in full: a dangerous global there makes the folder dangerous."""
+    folder = tmp_path / "dcp"
+    folder.mkdir()
+    (folder / "__0_0.distcp").write_bytes(bytes(16))
+    (folder / ".metadata").write_bytes(hidden("os", "system"))
+    found = inspect_file(folder)
+    assert found.container == "dcp" and found.dangerous_globals == ["os.system"], found

@@ -105,8 +105,14 @@ def inspect_file(path: Path, limits: Optional[Limits] = None, allowlist: Any = R
         from harness import containers
         from harness.inspect.containers import recognised_elsewhere
 
-        found = recognised_elsewhere(path, b"", containers.artifact_bytes(path), budget)
-        return found or Inspection(str(path), 0, NOT_A_CHECKPOINT, "a folder that is no known checkpoint layout")
+        try:
+            folder = recognised_elsewhere(path, b"", containers.artifact_bytes(path), budget)
+        except InspectionLimit as exc:
+            folder = Inspection(str(path), 0, OVER_LIMITS, f"not inspected further: {exc}",
+                                globals=list(getattr(exc, "globals", [])))
+        folder = folder or Inspection(str(path), 0, NOT_A_CHECKPOINT, "a folder that is no known checkpoint layout")
+        sort_globals(folder, _allowlist() if allowlist is READ else allowlist)
+        return folder
     status = path.stat()
     size = status.st_size
     if not stat.S_ISREG(status.st_mode):  # a FIFO would block the read, a device never end

@@ -409,7 +409,21 @@ def recognised_elsewhere(path: Path, head: bytes, size: int, budget: Budget) -> 
     inspection.bytes = found.tensor_bytes(path)
     inspection.structure = FOREIGN[found.name]
     inspection.unsafe_globals = [] if found.name != "dcp" else None
+    if found.name == "dcp":
+        inspection.globals = _dcp_metadata_globals(path, budget)
     return inspection
+
+
+def _dcp_metadata_globals(folder: Path, budget: Budget) -> list[str]:
+    """The globals a DCP folder's ``.metadata`` pickle names (DCP unpickles it in full: dangerous ones matter)."""
+    metadata = folder / ".metadata"
+    if metadata.stat().st_size > budget.limits.pickle_bytes:
+        raise InspectionLimit(f".metadata of {metadata.stat().st_size:,} bytes, over the "
+                              f"{budget.limits.pickle_bytes:,}-byte limit for pickles the inspection reads")
+    try:
+        return read_skeleton(metadata.read_bytes(), budget.limits, budget).globals
+    except PickleFailed as exc:
+        return exc.globals
 
 
 #: containers inspected through harness.containers, and what their structure is
