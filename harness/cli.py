@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from rich.console import Console
 
@@ -13,10 +13,20 @@ from harness.errors import HarnessError
 from harness.plugins import load_plugins
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``ckpt-harness: error: ...``) and exit 2 like every bad input."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        from harness.escaping import strip_controls
+
+        self.exit(EXIT_BAD_INPUT, f"ckpt-harness: error: {self.prog}: {strip_controls(message)} "
+                                  f"(see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ckpt-harness", description="Compatibility and robustness checks for PyTorch checkpoints.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in sorted(COMMANDS, key=lambda c: (c.order, c.name)):
         command.add_arguments(subparsers.add_parser(command.name, help=command.help, description=command.help))
     return parser

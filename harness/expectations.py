@@ -68,12 +68,18 @@ def _in_range(version: str, specifier: str) -> bool:
 
 def load(path: Path = DEFAULT_FILE) -> list[Expectation]:
     """Parse and validate an expectations file; any problem is one line naming the entry."""
+    from harness.outputs import check_readable_file
+
+    check_readable_file(Path(path), "expectations file", "pass a TOML file like harness/data/expected.toml")
     try:
-        document = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise HarnessError(f"{path}: expectations do not parse ({exc})") from None
+    listed = document.get("expected", [])
+    if not isinstance(listed, list) or not all(isinstance(raw, dict) for raw in listed):
+        raise HarnessError(f"{path}: 'expected' must be an array of tables ([[expected]] entries)")
     entries = []
-    for raw in document.get("expected", []):
+    for raw in listed:
         ident = raw.get("id", "<no id>")
         raw = _from_catalog(path, ident, dict(raw))
         unknown = set(raw) - {f.name for f in dataclasses.fields(Expectation)}

@@ -42,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from harness.corrupt import runner
 
-    if args.results.is_dir():
-        raise HarnessError(f"{args.results} is a folder; --results takes a JSON-lines file path")
+    from harness.outputs import check_output_file
+
+    check_output_file(args.results, "--results", inputs=args.artifacts)
     count = runner.PROFILES[args.profile] if args.count is None else args.count
     if count < 0:
         raise HarnessError("--count must be 0 (only the undamaged controls) or more")

@@ -25,6 +25,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from harness.records import RecordWriter
 
     args.device = validate(args.device)
+    if args.results is not None:
+        from harness.outputs import check_output_file
+
+        check_output_file(args.results, "--results")  # before the produce, not after it
     with tempfile.TemporaryDirectory(prefix="ckpt-roundtrip-") as folder:
         produce(Path(folder), args.cases, args.formats, args.device, False, _options.progress(console, "producing"))
         with RecordWriter(args.results) as writer:
