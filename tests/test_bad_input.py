@@ -33,17 +33,20 @@ def assert_one_line_error(result, *needles: str) -> None:
         assert needle in lines[0]
 
 
+@pytest.mark.slow
 def test_folder_without_manifest(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_cli("consume", str(tmp_path / "empty"), "--results", str(tmp_path / "r.jsonl"))
     assert_one_line_error(result, str(tmp_path / "empty"), "no manifest.json")
 
 
+@pytest.mark.slow
 def test_missing_folder(tmp_path: Path) -> None:
     result = run_cli("consume", str(tmp_path / "nope"), "--results", str(tmp_path / "r.jsonl"))
     assert_one_line_error(result, "no such folder")
 
 
+@pytest.mark.slow
 def test_manifest_that_does_not_parse(small_artifacts: Path, tmp_path: Path) -> None:
     manifest = env_dir(small_artifacts) / "manifest.json"
     manifest.write_text(manifest.read_text()[:-20])
@@ -53,6 +56,7 @@ def test_manifest_that_does_not_parse(small_artifacts: Path, tmp_path: Path) -> 
     assert tree_state(small_artifacts) == before
 
 
+@pytest.mark.slow
 def test_manifest_of_another_kind(small_artifacts: Path, tmp_path: Path) -> None:
     manifest = env_dir(small_artifacts) / "manifest.json"
     manifest.write_text(json.dumps({"hello": "world"}))
@@ -61,6 +65,7 @@ def test_manifest_of_another_kind(small_artifacts: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+@pytest.mark.slow
 def test_artifact_that_does_not_match_its_manifest(small_artifacts: Path, tmp_path: Path, damage: str) -> None:
     artifact = env_dir(small_artifacts) / "simple" / "whole_model_legacy.pt"
     data = bytearray(artifact.read_bytes())
@@ -79,16 +84,19 @@ def test_artifact_that_does_not_match_its_manifest(small_artifacts: Path, tmp_pa
     assert not (tmp_path / "r.jsonl").exists() or (tmp_path / "r.jsonl").read_text() == ""
 
 
+@pytest.mark.slow
 def test_unknown_case_name_is_one_line(tmp_path: Path) -> None:
     result = run_cli("produce", "--out", str(tmp_path), "--case", "no_such_case")
     assert_one_line_error(result, "unknown case 'no_such_case'", "simple")
 
 
+@pytest.mark.slow
 def test_plugin_that_does_not_import(tmp_path: Path) -> None:
     result = run_cli("produce", "--out", str(tmp_path), "--plugin", "no.such.module")
     assert_one_line_error(result, "plugin 'no.such.module' does not import")
 
 
+@pytest.mark.slow
 def test_manifest_pointing_outside_is_still_read_only(small_artifacts: Path, tmp_path: Path) -> None:
     """A second consume over the same folder leaves it byte-identical (no caches, no rewrites)."""
     copy = tmp_path / "copy"
@@ -102,6 +110,7 @@ def test_manifest_pointing_outside_is_still_read_only(small_artifacts: Path, tmp
 @pytest.mark.parametrize("command", ["produce", "consume", "roundtrip"])
 @pytest.mark.parametrize("device, needle", [("gpu0", "is not a device torch knows"),
                                             ("mps", "runs on cpu or cuda only")])
+@pytest.mark.slow
 def test_device_torch_does_not_offer_is_one_line(tmp_path: Path, command: str, device: str, needle: str) -> None:
     args = {"produce": ["--out", str(tmp_path)], "consume": [str(tmp_path), "--results", str(tmp_path / "r.jsonl")],
             "roundtrip": []}[command]
@@ -110,6 +119,7 @@ def test_device_torch_does_not_offer_is_one_line(tmp_path: Path, command: str, d
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
     import torch
 
@@ -131,6 +141,7 @@ def test_cuda_index_beyond_the_devices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint\n", b"PK\x03\x04 truncated zip"])
+@pytest.mark.slow
 def test_a_file_where_an_artifacts_folder_belongs(tmp_path: Path, content: bytes) -> None:
     stray = tmp_path / "model.pt"
     stray.write_bytes(content)
@@ -144,10 +155,9 @@ def test_a_file_where_an_artifacts_folder_belongs(tmp_path: Path, content: bytes
 # (or a finding + exit 1), never a traceback. Subprocess runs of a sample are at the end.
 # ==========================================================================================
 
-import copy  # noqa: E402
 import dataclasses  # noqa: E402
 import os  # noqa: E402
-from typing import Any, Callable, Optional  # noqa: E402
+from typing import Any, Callable  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -511,6 +521,12 @@ ARGUMENTS: dict[str, Callable[[World], list[str]]] = {
     "bench-compare {}": lambda w: ["bench-compare", str(_text(w.tmp / "o.json", "{}")), str(w.tmp / "o.json")],
     "bench-compare threshold": lambda w: ["bench-compare", str(w.keep), str(w.keep), "--threshold", "lots"],
     "bench-plot no args": lambda w: ["bench-plot"],
+    "produce out with markup": lambda w: ["produce", "--out", str(w.tmp / "[/x]"), "--case", "nosuch"],
+    "consume results with markup": lambda w: ["consume", str(w.tmp / "[/x]"), "--results", str(w.tmp / "[/y]")],
+    "summary file with markup": lambda w: ["summary", str(_text(w.tmp / "[/x].jsonl", "[]"))],
+    "report file with markup": lambda w: ["report", str(_text(w.tmp / "[/x].jsonl", "5")), "--out", str(w.tmp / "[/o]")],
+    "check file with markup": lambda w: ["check", str(w.tmp / "[/x].pt")],
+    "bench-compare file with markup": lambda w: ["bench-compare", str(_text(w.tmp / "[/x].json", "{}")), str(w.keep)],
     "bench-plot missing": lambda w: ["bench-plot", str(w.tmp / "a.json"), "--out", str(w.tmp / "p")],
     "bench-plot not json": lambda w: ["bench-plot", str(w.keep), "--out", str(w.tmp / "p")],
     "bench-plot {}": lambda w: ["bench-plot", str(_text(w.tmp / "o.json", "{}")), "--out", str(w.tmp / "p")],
@@ -523,6 +539,7 @@ def _mkdir(path: Path) -> Path:
 
 
 def _text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)  # "[/x].json" lives in a folder named "["
     path.write_text(text)
     return path
 
@@ -575,7 +592,13 @@ def test_the_table_has_at_least_200_rows() -> None:
     assert len({ident for ident, _, _ in ROWS}) == len(ROWS)
 
 
-@pytest.mark.parametrize("ident, build, codes", ROWS, ids=[r[0] for r in ROWS])
+#: a sample of the table runs in the fast tier; all of it in the slow one
+FAST_EVERY = 25
+
+
+@pytest.mark.parametrize("ident, build, codes", [
+    pytest.param(*r, id=r[0], marks=() if number % FAST_EVERY == 0 else pytest.mark.slow)
+    for number, r in enumerate(ROWS)])
 def test_bad_input_table(world: World, capsys: pytest.CaptureFixture, ident: str, build: Callable, codes: frozenset,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(world.tmp)

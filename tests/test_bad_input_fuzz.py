@@ -38,8 +38,8 @@ text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]),
     ["[/x]", "[default]", "\x1b[2J", "<script>alert(1)</script>", "../../etc/passwd", "/abs", "", "simple",
      "state_dict_zip", "ok", "skip", "pass", "fail"])
 scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | text
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-                           max_leaves=12)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12)
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -6,7 +6,6 @@ All in-process and fast; the subprocess side is tests/test_bad_input.py.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -319,3 +318,36 @@ def test_markdown_text_has_no_html_links_or_table_breaks() -> None:
     assert html.count("<td>") == 2  # the | inside the text did not split the cell
     unescaped = MarkdownIt("commonmark").render(HOSTILE)
     assert "<script" in unescaped and 'href="javascript' not in unescaped  # the parser is not doing it for us
+
+
+def _hostile_results(tmp_path: Path) -> Path:
+    hostile = record(status="fail", load_mode="default", detail="[/x] [default] \x1b[2J\x1b[8m " + HOSTILE,
+                     case="<script>alert(2)</script>", format="fmt[/b]", check="check\x1b]0;title\x07")
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(hostile) + "\n")
+    return path
+
+
+def test_summary_shows_record_text_literally_and_without_control_sequences(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    from harness import cli
+
+    assert cli.main(["summary", str(_hostile_results(tmp_path))]) == 1  # an unexpected fail: a finding
+    out = capsys.readouterr().out
+    assert "[default]" in out and "[/x]" in out and "fmt[/b]" in out
+    assert "\x1b[2J" not in out and "\x1b]0;" not in out and "\x1b[8m" not in out
+
+
+def test_report_escapes_record_text_in_markdown_html_and_junit(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from harness import cli
+
+    assert cli.main(["report", str(_hostile_results(tmp_path)), "--out", str(tmp_path / "out")]) == 1
+    markdown_text = (tmp_path / "out" / "summary.md").read_text()
+    html_text = (tmp_path / "out" / "index.html").read_text()
+    for text in (markdown_text, html_text):
+        assert "<script>alert" not in text and "<img" not in text and "\x1b" not in markdown_text
+    assert 'href="javascript' not in html_text and "](javascript" not in markdown_text.replace("\\](", "")
+    assert "&lt;script&gt;alert(2)" in html_text  # jinja2 autoescape, shown, not run
+    ET.parse(tmp_path / "out" / "junit.xml")  # control characters would make it invalid XML

@@ -27,15 +27,17 @@ def _percent(value: float) -> str:
 
 def comparison_table(comparisons: list, title: str) -> Table:
     from harness.bench.compare import REGRESSION, baseline_change
+    from harness.escaping import terminal
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=terminal(title), title_justify="left")
     for column in ("size", "format", "operation", "cache", "old median s", "new median s", "change", "noise",
                    "A/A floor", "baseline change", "verdict"):
         table.add_column(column)
     for c in sorted(comparisons, key=lambda c: (c.fields["size_bytes"], c.fields["format"], c.fields["operation"])):
         moved = baseline_change(comparisons, c) if c.status != "baseline" else None
         style = "bold red" if c.status == REGRESSION else ""
-        table.add_row(c.old["size"], c.fields["format"], c.fields["operation"], c.fields["cache"],
+        table.add_row(*(terminal(str(v)) for v in (c.old["size"], c.fields["format"], c.fields["operation"],
+                                                    c.fields["cache"])),
                       f"{c.old['median']:.4f}", f"{c.new['median']:.4f}", _percent(c.change), f"±{c.noise * 100:.0f}%",
                       "-" if c.floor is None else f"±{c.floor * 100:.1f}%", "-" if moved is None else _percent(moved), c.status, style=style)
     return table
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     found = compare.regressions(comparisons)
     for c in found:
         console.print(f"regression: {c.fields['format']} {c.fields['operation']} {c.old['size']} ({c.fields['cache']}) "
-                      f"{_percent(c.change)} slower, noise ±{c.noise * 100:.0f}%", highlight=False)
+                      f"{_percent(c.change)} slower, noise ±{c.noise * 100:.0f}%", highlight=False, markup=False)
     return EXIT_FINDINGS if found else 0
 
 

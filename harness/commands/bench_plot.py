@@ -22,7 +22,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     for path in args.json:
         read_json(path)  # bad input is one line before anything is drawn
     for path in render(args.json, args.out):
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, markup=False)
     return 0
 
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
     args.device = validate(args.device)
     target = produce(args.out, cases, args.formats, args.device, args.replace, _options.progress(console, "producing"))
-    console.print(f"wrote {target}", highlight=False)
+    console.print(f"wrote {target}", highlight=False, markup=False)
     return 0
 
 

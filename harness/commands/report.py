@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness import report
+    from harness.escaping import terminal
     from harness.outputs import check_output_folder
     from harness.report import model
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         view.chart_note = f"{', '.join(p.name for p in args.bench)}: {note}."
     written = report.write(view, args.out)
     for name, path in written.items():
-        console.print(f"[dim]{name}:[/dim] {path}", highlight=False)
+        console.print(f"[dim]{name}:[/dim] {terminal(str(path))}", highlight=False)
     return _options.exit_status(records, console)
 
 

@@ -21,7 +21,8 @@ def render(view: View) -> str:
                   "| producer ↓ consumer → | " + " | ".join(_escape(c) for c in view.consumers) + " |",
                   "|---|" + "---|" * len(view.consumers)]
         for producer, cells in grid.rows:
-            lines.append(f"| {_escape(producer)} | " + " | ".join(f"{MARKS[c.state]} {c.summary}" for c in cells) + " |")
+            lines.append(f"| {_escape(producer)} | "
+                         + " | ".join(f"{MARKS[c.state]} {c.summary}" for c in cells) + " |")
         lines.append("")
     lines += _weights_only(view) + _problems(view)
     return "\n".join(lines) + "\n"
@@ -52,7 +53,8 @@ def _problems(view: View) -> list[str]:
     lines = ["### Problems", ""]
     for fmt, producer, consumer, g in found[:MAX_PROBLEMS]:
         lines.append(f"- **{g.outcome}** {_escape(fmt)} {_escape(producer)} → {_escape(consumer)}: "
-                     f"{_escape(g.check)} \\[{_escape(g.load_mode)}\\] ({_escape(', '.join(g.cases))}): {_escape(g.detail)}")
+                     f"{_escape(g.check)} \\[{_escape(g.load_mode)}\\] ({_escape(', '.join(g.cases))}): "
+                     f"{_escape(g.detail)}")
     if len(found) > MAX_PROBLEMS:
         lines.append(f"- … and {len(found) - MAX_PROBLEMS} more (see the HTML report)")
     return lines + [""]
