@@ -80,11 +80,12 @@ def _not_ours(target: Path) -> str:
         return ""
     if not (target / MANIFEST_NAME).is_file():
         return f"it has no {MANIFEST_NAME}"
-    from harness.manifest import read_model
     from harness.contracts import ArtifactEntry, BuiltCase
+    from harness.manifest import read_model
+    from harness.trust import SEAL_NAME
 
     manifest = read_model(target / MANIFEST_NAME)
-    listed = {MANIFEST_NAME, *(e.file for e in manifest.entries if isinstance(e, ArtifactEntry)),
+    listed = {MANIFEST_NAME, SEAL_NAME, *(e.file for e in manifest.entries if isinstance(e, ArtifactEntry)),
               *(c.outputs_file for c in manifest.cases.values() if isinstance(c, BuiltCase))}
     for folder, dirs, files in os.walk(target):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
