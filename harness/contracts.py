@@ -22,8 +22,17 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, Tag, TypeAdapter, ValidationError,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    NonNegativeInt,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from typing_extensions import NotRequired, TypedDict
 
 from harness.errors import HarnessError
@@ -171,7 +180,7 @@ class Manifest(_Model):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     @model_validator(mode="after")
-    def _entries_name_their_cases(self) -> "Manifest":
+    def _entries_name_their_cases(self) -> Manifest:
         for number, entry in enumerate(self.entries):
             if isinstance(entry, ArtifactEntry) and not isinstance(self.cases.get(entry.case), BuiltCase):
                 raise ValueError(f"entries.{number}.case: {entry.case!r} has an artifact but no built case section")

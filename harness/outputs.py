@@ -124,7 +124,7 @@ class FolderLock:
         self.path, self.busy, self.wait = path, busy, wait
         self._fd: Optional[int] = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:

@@ -147,7 +147,7 @@ def _finish(staging: Path) -> None:
 
 def clean_stale(out: Path) -> list[Path]:
     """Remove the staging (and replaced) folders of runs that are no longer alive; return them."""
-    removed = []
+    removed: list[Path] = []
     try:
         children = list(out.iterdir())
     except OSError:

@@ -94,7 +94,7 @@ class RecordWriter:
         if self._output:
             self._output.close(completed)
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         if self._output:
             self._output.open()
         return self

@@ -41,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from harness.corrupt import runner
-
     from harness.outputs import check_output_file
 
     check_output_file(args.results, "--results", inputs=args.artifacts)

@@ -20,9 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     from harness.case import CASES
     from harness.devices import validate
-    from harness.produce import produce
-
     from harness.outputs import check_output_folder
+    from harness.produce import produce
 
     check_output_folder(args.out)
     cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
