@@ -59,10 +59,16 @@ def training_state(ctx: Context, loaded: Any) -> Resumable:
 
 
 def judge(ctx: Context, loaded: Any) -> Outcome:
-    """The resume verdict for ``loaded``: bitwise in the same environment, else within ``resume_atol``."""
-    state = training_state(ctx, loaded)
-    models = resume_one_step(ctx, state)
-    if ctx.same_numerics:
+    """The resume verdict for ``loaded``: bitwise in the same environment, else within ``resume_atol``;
+    a skip with the reason when the producer left nothing to compare with."""
+    if ctx.same_numerics and not ctx.entry.get("next_step"):
+        return skipped("the manifest records no next-step fingerprint for this artifact: nothing to compare")
+    reference = None if ctx.same_numerics else ctx.stored.get("next_step")
+    if not ctx.same_numerics and not reference:
+        return skipped("across environments the resume is compared with the producer's stored next-step state, "
+                       "and it stored none (too large): nothing to compare")
+    models = resume_one_step(ctx, training_state(ctx, loaded))
+    if reference is None:
         actual = fingerprint({name: m.state_dict() for name, m in models.items()})["tensors"]
         problems = fingerprint_differences(ctx.entry["next_step"], actual, ("dtype", "shape", "hash"))
         if problems:
@@ -70,10 +76,10 @@ def judge(ctx: Context, loaded: Any) -> Outcome:
                           + summarize(problems, len(actual)))
         return passed(f"bitexact: true; step {ctx.case_section['steps'] + 1} after resume is bit-identical to an "
                       f"uninterrupted run")
-    reference = ctx.stored.get("next_step")
-    if reference is None:
-        return skipped("the producer stored no next-step state (too large); only same-environment resumes are checked")
     actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
+    if set(actual) != set(reference):
+        return failed("resumed state's entries differ from the producer's next step: "
+                      + summarize(fingerprint_differences(reference, actual, ()), len(reference), "entries"))
     worst, where = max_abs_difference(reference, actual)
     atol = float(ctx.case_section["resume_atol"])
     # "pass" within atol is not bit-exact: the record says which (issue 11)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from harness.checks import Check, Context, Outcome, failed, passed, register
+from harness.checks import Check, Context, Outcome, failed, passed, register, skipped
 from harness.fingerprint import module_modes
 from harness.formats import Format
 
@@ -17,7 +17,13 @@ class ModeCheck(Check):
         return None if fmt.keeps_mode else f"{fmt.name} does not keep module modes"
 
     def run(self, ctx: Context) -> Outcome:
-        expected, actual = ctx.entry.get("modes") or {}, module_modes(ctx.loaded) or {}
+        expected = ctx.entry.get("modes")
+        if not expected:
+            return skipped("the producer recorded no module modes for this artifact: nothing to compare")
+        actual = module_modes(ctx.loaded)
+        if actual is None:
+            return failed(f"the loaded object is a {type(ctx.loaded).__name__}, not a module: its "
+                          f"{len(expected)} recorded flags are lost")
         wrong = sorted(name for name in expected if actual.get(name) != expected[name])
         if wrong:
             return failed(f"{len(wrong)} module(s) changed train/eval flag: {', '.join(wrong[:5])}")

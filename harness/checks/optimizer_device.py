@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 
 from harness import compat, cuda_tags
-from harness.checks import Check, Context, Outcome, _devices, failed, passed, register
+from harness.checks import Check, Context, Outcome, _devices, failed, passed, register, skipped
 from harness.checks._compare import max_abs_difference
 from harness.checks._resume import judge, restore, resume_one_step, steps_off_cpu, training_state
 from harness.formats import Format
@@ -36,6 +36,7 @@ class OptimizerDeviceCheck(Check):
                 return failed(f"could not make a CUDA-tagged copy: {exc}")
             loaded = ctx.load("cpu", path=tagged.path)
         _, optimizers, _ = restore(ctx, training_state(ctx, loaded))
+        steps = tensor_steps(optimizers)
         misplaced = steps_off_cpu(optimizers)
         if misplaced:
             return failed(f"after map_location='cpu' and optimizer.load_state_dict, step is not a CPU tensor: "
@@ -43,36 +44,49 @@ class OptimizerDeviceCheck(Check):
         resumed = judge(ctx, loaded)
         if resumed.status != "pass":
             return Outcome(resumed.status, f"cuda:0-tagged checkpoint mapped to cpu: {resumed.detail}")
-        detail = f"cuda:0-tagged checkpoint mapped to cpu: step on cpu; {resumed.detail}"
+        if not steps:
+            return skipped("the optimizer state holds no tensor step (SGD, or a release that keeps it a number): "
+                           f"no step device to check; cuda:0-tagged checkpoint mapped to cpu: {resumed.detail}")
+        detail = f"cuda:0-tagged checkpoint mapped to cpu: {steps} tensor step(s) on cpu; {resumed.detail}"
         if compat.cuda_device_count():
-            problem, note = resume_on_cuda(ctx)
+            problem, note, compared = resume_on_cuda(ctx)
             if problem:
                 return failed(problem)
+            if not compared:
+                return skipped(f"{detail}; GPU resume not compared: {note}")
             detail += f"; {note}"
         return passed(detail)
 
 
-def resume_on_cuda(ctx: Context) -> tuple[Optional[str], str]:
-    """A CPU checkpoint loaded with map_location='cuda:0' into models on cuda:0 resumes within tolerance."""
+def tensor_steps(optimizers: dict) -> int:
+    """How many tensor ``step`` values the optimizers hold (SGD holds none, old releases keep a number)."""
+    return sum(isinstance(s.get("step"), torch.Tensor) for o in optimizers.values() for s in o.state.values())
+
+
+def resume_on_cuda(ctx: Context) -> tuple[Optional[str], str, bool]:
+    """A CPU checkpoint loaded with map_location='cuda:0' into models on cuda:0 resumes within tolerance.
+
+    (problem or None, note, whether the resumed values were compared): without a stored next step
+    or with dropout (which draws from the CUDA generator) nothing is compared, and the note says why.
+    """
     loaded = ctx.load("cuda:0")
     _, optimizers, _ = restore(ctx, training_state(ctx, loaded), "cuda:0")
     wrong = steps_off_cpu(optimizers)
     if wrong:
-        return f"map_location='cuda:0' then optimizer.load_state_dict put step on {wrong}", ""
+        return f"map_location='cuda:0' then optimizer.load_state_dict put step on {wrong}", "", True
     reference = ctx.stored.get("next_step")
     if reference is None:
-        return None, "GPU resume not compared (no stored next step)"
+        return None, "the producer stored no next step", False
     models = resume_one_step(ctx, training_state(ctx, loaded), "cuda:0")
     if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
            for net in models.values() for m in net.modules()):
-        return None, ("step on cpu after loading onto cuda:0 (dropout draws from the CUDA generator: "
-                      "values not compared)")
+        return None, "step on cpu after loading onto cuda:0, but dropout draws from the CUDA generator", False
     actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
     worst, where = max_abs_difference(reference, actual)
     atol = float(ctx.case_section["resume_atol"])
     if worst > atol:
-        return f"resumed on cuda:0, {worst:.3g} away from the producer's next step at {where} (atol {atol:g})", ""
-    return None, f"resumed on cuda:0 within {worst:.3g} (step stays on cpu)"
+        return f"resumed on cuda:0, {worst:.3g} away from the producer's next step at {where} (atol {atol:g})", "", True
+    return None, f"resumed on cuda:0 within {worst:.3g} (step stays on cpu)", True
 
 
 register(OptimizerDeviceCheck())

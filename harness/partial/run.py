@@ -127,9 +127,11 @@ def _run_assign(scenario: Scenario, source: Mapping[str, Any], case: Case) -> st
     expected = plan(source, target)
     grads = {key: t.requires_grad for key, t in _named_tensors(target)}
     left_expected = sorted(set(non_persistent_buffers(target)) | set(expected.missing))
-    error, _ = _load(target, source, strict=expected.clean, assign=True)
+    error, result = _load(target, source, strict=expected.clean, assign=True)
     if error is not None:
         raise Mismatch(f"assign=True raised: {_flat(error)}")
+    _same_keys("assign=True missing_keys", result.missing_keys, expected.missing)
+    _same_keys("assign=True unexpected_keys", result.unexpected_keys, expected.unexpected)
     tensors = dict(_named_tensors(target))
     copied = [k for k in expected.loaded if _data_ptr(tensors[k]) != _data_ptr(source[k])]
     if copied:
