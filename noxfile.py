@@ -282,6 +282,35 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", venv_backend="none")
+def tests_vision(session: nox.Session) -> None:
+    """The torchvision-dependent tests (vgg16/resnet18 cases and their partial-load scenarios), with the
+    newest default release that pins a torchvision: the tools release of ``tests`` cannot import it."""
+    release = max((r for r in DEFAULT_RELEASES if RELEASES[r].torchvision), key=_version_key)
+    env = ReleaseEnv(session, release)
+    env.install("-e .[test]")
+    env.run("pytest", "-p", "no:cacheprovider", "-k", "vgg16 or resnet18 or torchvision or vision", *session.posargs)
+
+
+@nox.session(python="3.11", venv_backend="none")
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the judges (harness/checks, harness/partial, fingerprint.py, expectations.py):
+    mutmut runs the fast in-process tests against each mutant ([tool.mutmut] in pyproject.toml); fails
+    under 90 % killed or on a survivor not explained in tests/mutants-equivalent.txt.
+    ``nox -s mutants -- 'harness.checks.sharing*'`` runs the mutants of one module."""
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[test,mutation]")
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    artifacts = ROOT / ".nox" / "mutants-artifacts"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    # one thread per worker (torch's pools and fork do not mix); the fast tests' artifacts written once
+    run_env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CKPT_HARNESS_FAST_ARTIFACTS": str(artifacts)}
+    env.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_checks_fast.py", "-k", "cover_every_broken",
+            env=run_env)
+    env.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2), *session.posargs, env=run_env)
+    env.run("python", "tests/mutants_gate.py", "--min-score", "90")
+
+
+@nox.session(python="3.11", venv_backend="none")
 def fuzz(session: nox.Session) -> None:
     """Hypothesis round trips of generated models through every format, then damaged copies of real
     artifacts through every loader. Profile: ``nox -s fuzz -- ci`` (default nightly; dev is fastest)."""

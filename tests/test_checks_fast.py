@@ -20,23 +20,27 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
 
 from harness import env as envmod
-from harness.case import CASES
+from harness.case import CASES, prepare
 from harness.checks import CHECKS, Context, Outcome
 from harness.checks import map_location as map_location_check
 from harness.checks.sharing import allowed_bytes
-from harness.consume import Artifact, _run_check
+from harness.consume import _run_check
 from harness.formats import FORMATS, Format
 from harness.manifest import MANIFEST_NAME, SCHEMA, artifact_path, read, write_atomic
 from harness.produce import _produce_case
+from tests.oracle import oracle, oracle_differences
 from tests.plugins import damage
 
 CASE_NAMES = ("tied", "simple", "batchnorm")
+#: the healthy matrix: tied (Adam, shared weights, a view) and batchnorm (modes, _metadata versions);
+#: simple (SGD: no tensor step) has its own tests
+HEALTHY_CASES = ("tied", "batchnorm")
 HEALTHY = ("state_dict_zip", "state_dict_legacy", "whole_model_zip", "training_checkpoint")
 BROKEN = {fmt.name: fmt for fmt in damage.all_broken()}
 #: the checks every healthy artifact is run through (the partial:* ones have their own tests)
@@ -109,19 +113,32 @@ def run(name: str, ctx: Context) -> Outcome:
 # -- every healthy format x every check: pass, or skip with a reason ------------------------------
 
 
+@pytest.fixture(scope="module")
+def healthy(manifest: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Outcome]:
+    """Every check on every case saved by every healthy format, run once: {(case, format, check): outcome}."""
+    workdir = tmp_path_factory.mktemp("healthy")
+    found = {}
+    for case in HEALTHY_CASES:
+        for fmt in HEALTHY:
+            ctx = context(manifest, case, fmt, workdir)
+            for check in CHECK_NAMES:
+                found[(case, fmt, check)] = run(check, ctx)
+    return found
+
+
 @pytest.mark.parametrize("fmt", HEALTHY)
 @pytest.mark.parametrize("check", CHECK_NAMES)
-def test_healthy_formats_pass_or_skip_with_a_reason(manifest: dict, workdir: Path, fmt: str, check: str) -> None:
-    outcomes = {case: run(check, context(manifest, case, fmt, workdir)) for case in CASE_NAMES}
-    for case, outcome in outcomes.items():
+def test_healthy_formats_pass_or_skip_with_a_reason(healthy: dict, fmt: str, check: str) -> None:
+    for case in HEALTHY_CASES:
+        outcome = healthy[(case, fmt, check)]
         assert outcome.status in ("pass", "skip"), (case, outcome)
         assert outcome.detail, (case, outcome)
 
 
 @pytest.mark.parametrize("check", CHECK_NAMES)
-def test_every_check_passes_somewhere(manifest: dict, workdir: Path, check: str) -> None:
+def test_every_check_passes_somewhere(healthy: dict, check: str) -> None:
     """A check that only ever skips on healthy artifacts would prove nothing."""
-    statuses = {run(check, context(manifest, case, fmt, workdir)).status for case in CASE_NAMES for fmt in HEALTHY}
+    statuses = {healthy[(case, fmt, check)].status for case in HEALTHY_CASES for fmt in HEALTHY}
     assert "pass" in statuses, statuses
 
 
@@ -166,6 +183,29 @@ def test_broken_formats_leave_the_other_checks_alone(manifest: dict, workdir: Pa
         assert outcome.status == "pass", outcome
 
 
+@pytest.fixture(scope="module")
+def tied_prepared() -> Any:
+    """The tied case trained as produce trains it (seeded: the same tensors every time)."""
+    return prepare(CASES.get("tied"))
+
+
+TENSOR_DAMAGE = ("broken_drop_buffer", "broken_flip_bit", "broken_change_value", "broken_extra_value")
+
+
+@pytest.mark.parametrize("fmt", HEALTHY + TENSOR_DAMAGE + ("broken_grow_bytes", "broken_untie"))
+def test_tensors_verdict_agrees_with_the_independent_oracle(manifest: dict, workdir: Path, tied_prepared: Any,
+                                                            fmt: str) -> None:
+    """The tensors check passes exactly when the oracle (SHA-256 over a stride walk, tests/oracle.py)
+    finds the loaded tensors and values equal to a fresh payload of the same seeded case."""
+    ctx = context(manifest, "tied", fmt, workdir)
+    payload = ctx.fmt.payload(tied_prepared)
+    found = oracle_differences(oracle(ctx.fmt.contents(payload)), oracle(ctx.contents))
+    tensors_or_values = [p for p in found if not p.startswith("oracle: sharing")]
+    outcome = run("tensors", ctx)
+    assert (outcome.status == "pass") == (not tensors_or_values), (outcome, found)
+    assert (fmt in TENSOR_DAMAGE) == bool(tensors_or_values), found
+
+
 # -- hand-made contexts: each branch of each check --------------------------------------------------
 
 
@@ -173,7 +213,7 @@ def _shift(tensors: dict[str, torch.Tensor], by: float) -> dict[str, torch.Tenso
     return {k: (v + by if v.is_floating_point() else v) for k, v in tensors.items()}
 
 
-def _foreign(ctx: Context, outputs_by: Optional[float] = None, next_step_by: Optional[float] = None,
+def _foreign(ctx: Context, outputs_by: float | None = None, next_step_by: float | None = None,
              drop_next_step: bool = False) -> Context:
     """As if produced by another release: compared within tolerance against shifted stored tensors."""
     stored = dict(ctx.stored)
@@ -300,7 +340,7 @@ def test_tensors_names_a_missing_value(manifest: dict, workdir: Path) -> None:
 class _Measured:
     """A format wrapper whose file measurement is fixed (to pin the stored-bytes bound)."""
 
-    def __init__(self, fmt: Format, stored: int, growth: Optional[str] = None) -> None:
+    def __init__(self, fmt: Format, stored: int, growth: str | None = None) -> None:
         self._fmt, self._stored, self.view_growth = fmt, stored, growth
 
     def stored_tensor_bytes(self, path: Path) -> int:

@@ -402,3 +402,77 @@ def test_import_optional_module_raising_runtime_error(tmp_path, monkeypatch):
     assert "RuntimeError" in reason
     assert "operator torchvision::nms does not exist" in reason
     assert "second line" not in reason
+
+
+# --------------------------------------------------------------------------------------------
+# the independent oracle (tests/oracle.py): a stride walk and SHA-256, none of harness.fingerprint
+# --------------------------------------------------------------------------------------------
+
+
+def _layouts() -> list[tuple[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    base = torch.randn(6, 5)
+    found = [
+        ("contiguous", base),
+        ("transposed", base.t()),
+        ("sliced", base[1:5:2, ::2]),
+        ("offset view", base.view(-1)[7:19]),
+        ("expanded (stride 0)", torch.randn(1, 3).expand(4, 3)),
+        ("channels_last", torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)),
+        ("zero-dim", torch.tensor(3.5)),
+        ("zero-size", torch.zeros(0, 3)),
+        ("conjugate view", torch.randn(3, dtype=torch.complex64).conj()),
+        ("negative view", torch.randn(4, dtype=torch.complex64).conj().imag),
+        ("requires_grad", torch.nn.Parameter(torch.randn(3, 2))),
+    ]
+    found += [(f"dtype {d}", (torch.randn(4, 3) * 10).to(d)) for d in DTYPES]
+    return found
+
+
+@pytest.mark.parametrize("label, tensor", _layouts(), ids=[label for label, _ in _layouts()])
+def test_oracle_and_fingerprint_read_the_same_bytes(label: str, tensor: torch.Tensor) -> None:
+    from tests.oracle import element_bytes
+
+    assert element_bytes(tensor) == bytes(tensor_bytes(tensor))
+    assert len(element_bytes(tensor)) == tensor.numel() * tensor.element_size()
+
+
+@pytest.mark.parametrize("label, tensor", _layouts(), ids=[label for label, _ in _layouts()])
+def test_oracle_and_fingerprint_agree_on_every_change(label: str, tensor: torch.Tensor) -> None:
+    """Equal hashes exactly when the oracle's digests are equal: for a copy, a flipped bit, a swap."""
+    from tests.oracle import digest
+
+    others = [tensor.detach().clone()]
+    if tensor.numel():
+        flipped = tensor.detach().resolve_conj().resolve_neg().clone().contiguous()
+        flipped.reshape(-1).view(torch.uint8)[0] ^= 1
+        others.append(flipped)
+        others.append(tensor.detach().flip(list(range(tensor.dim()))) if tensor.dim() else tensor.detach() + 1)
+    for other in others:
+        assert (hash_tensor(tensor) == hash_tensor(other)) == (digest(tensor)[2] == digest(other)[2]), other
+
+
+def test_oracle_and_fingerprint_agree_on_a_whole_payload() -> None:
+    from tests.oracle import oracle
+
+    net = TiedNet()
+    payload = {"model": net, "view": net.encoder.weight.detach()[1:], "epoch": 3, "loss": float("nan"),
+               "ns": argparse.Namespace(lr=0.1), "arr": numpy.arange(6.0).reshape(2, 3).T, "empty": torch.zeros(0)}
+    fp, ref = fingerprint(payload), oracle(payload)
+    assert set(fp["tensors"]) == set(ref["tensors"])
+    assert set(fp["scalars"]) == set(ref["values"])
+    assert sharing_groups(fp["tensors"]) == ref["shared"]
+    for path, info in fp["tensors"].items():
+        assert (info["dtype"], tuple(info["shape"])) == ref["tensors"][path][:2]
+
+
+def test_oracle_differences_name_each_kind() -> None:
+    from tests.oracle import oracle, oracle_differences
+
+    a = {"w": torch.ones(2), "v": torch.zeros(1), "n": 1}
+    b = {"w": torch.ones(2) * 2, "x": torch.zeros(1), "n": 2}
+    found = oracle_differences(oracle(a), oracle(b))
+    assert any("v missing" in p for p in found) and any("x unexpected" in p for p in found)
+    assert any(p.startswith("oracle: w ") for p in found) and "oracle: non-tensor values differ" in found
+    assert oracle_differences(oracle(a), oracle({k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                                                 for k, v in a.items()})) == []

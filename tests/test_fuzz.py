@@ -28,6 +28,7 @@ from harness.case import Prepared, forward_outputs, prepare, trainable  # noqa: 
 from harness.checks._compare import fingerprint_differences  # noqa: E402
 from harness.fingerprint import describe_tensor, fingerprint, sharing_groups  # noqa: E402
 from harness.formats import FORMATS, Format, LoadRequest  # noqa: E402
+from tests.oracle import oracle, oracle_differences  # noqa: E402
 from harness.formats.state_dict import StateDict  # noqa: E402
 from harness.spec import (BatchNorm, Conv, Embedding, Extra, Linear, LSTM, ModelSpec, TransformerLayer,  # noqa: E402
                           as_case, build, example_inputs, to_code)
@@ -86,6 +87,7 @@ def _round_trip(fmt: Format, prepared: Prepared) -> list[str]:
         payload = fmt.payload(prepared)
         expected = fingerprint(fmt.contents(payload))
         expected_outputs = _outputs(fmt, payload, prepared)
+        expected_oracle = oracle(fmt.contents(payload))  # an independent second opinion on the fingerprints
         problems = []
         with tempfile.TemporaryDirectory(prefix="ckpt-fuzz-") as folder:
             path = Path(folder) / f"model{fmt.suffix}"
@@ -100,6 +102,7 @@ def _round_trip(fmt: Format, prepared: Prepared) -> list[str]:
                 problem = documented_refusal(fmt, mode, None)
                 problems += [problem] if problem else []
                 problems += [f"{mode}: {p}" for p in _fidelity(fmt, loaded, expected, expected_outputs, prepared)]
+                problems += [f"{mode}: {p}" for p in oracle_differences(expected_oracle, oracle(fmt.contents(loaded)))]
     return problems
 
 

@@ -14,6 +14,7 @@ from harness.case import CASES, Case
 from harness.partial import Scenario, expected, fixes
 from harness.partial import run as partial_run
 from tests.conftest import index, records, run_cli
+from tests.plugins import partial_damage
 
 
 class WithExtras(nn.Module):
@@ -166,6 +167,108 @@ def test_meta_assign_leaves_exactly_the_non_persistent_buffers(monkeypatch: pyte
     assert outcome.status == "fail" and "copied instead of assigning" in outcome.detail
 
 
+def _simple_state() -> collections.OrderedDict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    holder = nn.Module()
+    holder.fc = nn.Linear(10, 2)
+    return holder.state_dict()
+
+
+def _simple_case() -> Case:
+    return Case(name="toy_simple", exercises="-", build=lambda: nn.Linear(10, 2), inputs=lambda: (torch.zeros(1, 10),))
+
+
+@pytest.mark.parametrize("target, words", [
+    (partial_damage.HidesUnexpected, "unexpected_keys differ from the plan"),
+    (partial_damage.SkipsBiasNet, "loaded values differ from the checkpoint: fc.bias"),
+    (partial_damage.OmitsAKey, 'strict=True error does not name unexpected "fc.bias"'),
+    (partial_damage.GarblesSizeMismatch, "error does not name size mismatch for fc.weight (2, 10)→(3, 10)"),
+])
+def test_misbehaving_targets_fail_in_process(target: type, words: str) -> None:
+    scenario = Scenario("toy_broken", "-", ("toy_simple",), lambda case: target(),
+                        fix="drop_mismatched" if target is partial_damage.GarblesSizeMismatch else None)
+    outcome = partial_run.run_scenario(scenario, _simple_state(), _simple_case())
+    assert outcome.status == "fail", outcome
+    assert words in outcome.detail
+
+
+def test_a_broken_prefix_fix_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = Scenario("toy_prefix", "-", ("toy",), lambda case: Classifier(), fix="prefix")
+    source = fixes.add_prefix(Classifier().state_dict(), "module.")
+    assert partial_run.run_scenario(scenario, source, _toy_case()).status == "pass"
+    monkeypatch.setattr(fixes, "detect_prefix", lambda state, model: fixes.PrefixFix("strip", "_orig_mod."))
+    outcome = partial_run.run_scenario(scenario, source, _toy_case())
+    assert outcome.status == "fail" and "the plan is still not clean" in outcome.detail
+    monkeypatch.setattr(fixes, "detect_prefix", lambda state, model: None)
+    outcome = partial_run.run_scenario(scenario, source, _toy_case())
+    assert outcome.status == "fail" and "found no known prefix" in outcome.detail
+
+
+def test_a_prefix_fix_that_garbles_values_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = Scenario("toy_prefix", "-", ("toy",), lambda case: Classifier(), fix="prefix")
+    source = fixes.add_prefix(Classifier().state_dict(), "module.")
+    real = fixes.PrefixFix.apply
+
+    def garbling(self, state):  # type: ignore[no-untyped-def]
+        out = real(self, state)
+        first = next(iter(out))
+        out[first] = out[first] + 1
+        return out
+
+    monkeypatch.setattr(fixes.PrefixFix, "apply", garbling)
+    outcome = partial_run.run_scenario(scenario, source, _toy_case())
+    assert outcome.status == "fail" and "loaded values differ" in outcome.detail
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("drops_too_few", "drop_mismatched dropped classifier.2.weight, planned classifier.2.weight, classifier.2.bias"),
+    ("drops_nothing_but_says_so", "after drop_mismatched, strict=False still raised"),
+])
+def test_a_broken_drop_mismatched_fix_fails(monkeypatch: pytest.MonkeyPatch, damage: str, words: str) -> None:
+    real = fixes.drop_mismatched
+
+    def broken(state, model):  # type: ignore[no-untyped-def]
+        kept, dropped = real(state, model)
+        if damage == "drops_too_few":
+            dropped.pop("classifier.2.bias")
+            return kept, dropped
+        return state, dropped
+
+    monkeypatch.setattr(fixes, "drop_mismatched", broken)
+    scenario = Scenario("toy_head", "-", ("toy",), _new_head, fix="drop_mismatched")
+    outcome = partial_run.run_scenario(scenario, Classifier().state_dict(), _toy_case())
+    assert outcome.status == "fail", outcome
+    assert words in outcome.detail
+
+
+def test_strict_true_that_loads_an_unclean_plan_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = partial_run._load
+    monkeypatch.setattr(partial_run, "_load", lambda target, state, strict, assign=False:
+                        real(target, state, False, assign))
+    bigger = Scenario("toy_bigger", "-", ("toy",), lambda case: nn.Sequential(Classifier(), nn.Linear(6, 2)))
+    outcome = partial_run.run_scenario(bigger, nn.Sequential(Classifier()).state_dict(), _toy_case())
+    assert outcome.status == "fail" and "strict=True loaded although" in outcome.detail
+
+
+@pytest.mark.skipif(bool(compat.load_state_dict_assign() or compat.meta_device_context()),
+                    reason="this release has no load_state_dict(assign=True) or meta device context")
+def test_meta_assign_holds_the_reported_keys_to_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """assign=True's result is checked too: a release that reports a key wrongly fails."""
+    scenario = Scenario("toy_meta", "-", ("toy",), lambda case: WithScale(), assign=True)
+    source = WithScale().state_dict()
+    real = partial_run._load
+
+    def misreports(target, state, strict, assign=False):  # type: ignore[no-untyped-def]
+        error, result = real(target, state, strict, assign)
+        if result is not None:
+            result.missing_keys.append("fc.ghost")
+        return error, result
+
+    monkeypatch.setattr(partial_run, "_load", misreports)
+    outcome = partial_run.run_scenario(scenario, source, _toy_case())
+    assert outcome.status == "fail" and "assign=True missing_keys differ from the plan" in outcome.detail
+
+
 @pytest.fixture(scope="module")
 def consumed(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
     out = tmp_path_factory.mktemp("partial")
@@ -178,6 +281,7 @@ def consumed(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
     return result.returncode, {**index(found), "all": found}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, scenario, words", [
     ("transformer", "transformer_encoder_only", "38 unexpected"),
     ("transformer", "transformer_decoder_half", "24 unexpected"),
@@ -196,15 +300,19 @@ def test_scenarios_pass_in_consume(consumed: tuple[int, dict], case: str, scenar
     assert words in record["detail"]
 
 
+@pytest.mark.slow
 def test_scenarios_write_no_records_for_artifacts_of_other_cases(consumed: tuple[int, dict]) -> None:
     records = consumed[1]["all"]
     assert any(r["check"] == "partial:transformer_encoder_only" for r in records)
     assert not [r for r in records if (r["case"], r["check"]) == ("simple", "partial:transformer_encoder_only")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario, words", [
     ("broken_hides_unexpected", "unexpected_keys differ from the plan"),
     ("broken_skips_bias", "loaded values differ from the checkpoint: fc.bias"),
+    ("broken_omits_a_key", 'strict=True error does not name unexpected "fc.bias"'),
+    ("broken_garbles_size_mismatch", "error does not name size mismatch for fc.weight"),
 ])
 def test_misbehaving_targets_fail(consumed: tuple[int, dict], scenario: str, words: str) -> None:
     record = consumed[1][("simple", "state_dict_zip", f"partial:{scenario}")]

@@ -155,9 +155,15 @@ def test_triggers_nightly_and_by_hand_with_a_tag(workflow: dict[str, Any]) -> No
     assert tag["default"] == "nightly"
 
 
+def test_mutation_testing_runs_nightly_on_its_own(workflow: dict[str, Any]) -> None:
+    job = workflow["jobs"]["mutants"]
+    assert needs(job) == set()
+    assert any(step.get("run") == "nox -s mutants" for step in job["steps"])
+
+
 def test_jobs_chain_plan_produce_consume_aggregate(workflow: dict[str, Any]) -> None:
     jobs = workflow["jobs"]
-    assert set(jobs) == {"plan", "produce", "consume", "aggregate"}
+    assert set(jobs) == {"plan", "produce", "consume", "aggregate", "mutants"}
     assert needs(jobs["plan"]) == set()
     assert "plan" in needs(jobs["produce"])
     assert "produce" in needs(jobs["consume"])

@@ -113,9 +113,18 @@ def _check_fix(scenario: Scenario, target: nn.Module, source: Mapping[str, Any],
         error, _ = _load(target, fixed, strict=True)
         if error is not None:
             raise Mismatch(f"after {fix.describe()} strict=True raised: {_flat(error)}")
-        _require_values(target, fixed, after.loaded, {}, ())
+        # against the checkpoint's own tensors under the renamed keys, not the fix's output
+        renamed = {_renamed(fix, key): value for key, value in source.items()}
+        _require_values(target, renamed, after.loaded, {}, ())
         return f"fix detected: {fix.describe()} → strict=True loads, values bit-identical"
     return ""
+
+
+def _renamed(fix: fixes.PrefixFix, key: str) -> str:
+    """``key`` as the prefix fix must rename it (worked out here, independently of the fix's code)."""
+    if fix.action == "add":
+        return fix.prefix + key
+    return key[len(fix.prefix):] if key.startswith(fix.prefix) else key
 
 
 # -- meta-device targets ------------------------------------------------------------------------

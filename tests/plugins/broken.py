@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.case import Case, register as register_case
+from harness.case import Case
+from harness.case import register as register_case
 from harness.formats import register
 from tests.plugins.damage import DRIFT_VARIABLE, Drifting, NoisyLoad, all_broken
 

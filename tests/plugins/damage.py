@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ class DropBuffer(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_drop_buffer"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         state = super().load(path, mode, map_location, case)
         state.pop(list(state)[-1])
         return state
@@ -43,7 +43,7 @@ class FlipBit(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_flip_bit"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         state = super().load(path, mode, map_location, case)
         for name, tensor in state.items():
             if name.endswith("bias") and tensor.dtype == torch.float32 and tensor.numel():
@@ -59,7 +59,7 @@ class Untie(WholeModel):
         super().__init__(legacy=False)
         self.name = "broken_untie"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         model = super().load(path, mode, map_location, case)
         seen: set[int] = set()
         for module in model.modules():
@@ -77,7 +77,7 @@ class FlipMode(WholeModel):
         super().__init__(legacy=False)
         self.name = "broken_flip_mode"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         model = super().load(path, mode, map_location, case)
         return model.train(not model.training)
 
@@ -90,7 +90,7 @@ class ForgetMomentum(TrainingCheckpoint):
         super().__init__(extras=False)
         self.name = "broken_forget_momentum"
 
-    def resumable(self, obj: Any) -> Optional[Resumable]:
+    def resumable(self, obj: Any) -> Resumable | None:
         state = super().resumable(obj)
         for per_param in state.optimizer_states["model"]["state"].values():
             for key, value in per_param.items():
@@ -106,7 +106,7 @@ class LossyResave(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_lossy_resave"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         state = super().load(path, mode, map_location, case)
         state._harness_loaded = True
         return state
@@ -160,7 +160,7 @@ class ChangeValue(TrainingCheckpoint):
         super().__init__(extras=False)
         self.name = "broken_change_value"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         checkpoint = super().load(path, mode, map_location, case)
         checkpoint["epoch"] += 1
         return checkpoint
@@ -173,7 +173,7 @@ class ExtraValue(TrainingCheckpoint):
         super().__init__(extras=False)
         self.name = "broken_extra_value"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         checkpoint = super().load(path, mode, map_location, case)
         checkpoint["note"] = "not in the saved file"
         return checkpoint
@@ -186,7 +186,7 @@ class ChangeMetadata(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_change_metadata"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         state = super().load(path, mode, map_location, case)
         for entry in state._metadata.values():
             entry["version"] = entry.get("version", 0) + 1
@@ -201,7 +201,7 @@ class StepOnMeta(TrainingCheckpoint):
         super().__init__(extras=False)
         self.name = "broken_step_on_meta"
 
-    def resumable(self, obj: Any) -> Optional[Resumable]:
+    def resumable(self, obj: Any) -> Resumable | None:
         state = super().resumable(obj)
         for per_param in state.optimizer_states["model"]["state"].values():
             if isinstance(per_param.get("step"), torch.Tensor):
@@ -216,7 +216,7 @@ class NotAModule(WholeModel):
         super().__init__(legacy=False)
         self.name = "broken_not_a_module"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         return super().load(path, mode, map_location, case).state_dict()
 
     def contents(self, obj: Any) -> Any:
@@ -236,7 +236,7 @@ class NoisyLoad(StateDict):
         super().__init__(legacy=False)
         self.name = "noisy_load"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Optional[Case]) -> Any:
+    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
         import warnings
 
         warnings.warn("noisy loader says hello\nsecond line is dropped", UserWarning)
