@@ -20,6 +20,7 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -28,10 +29,10 @@ import torch
 from harness import env as envmod
 from harness.case import CASES, prepare
 from harness.checks import CHECKS, Context, Outcome
-from harness.checks import map_location as map_location_check
+from harness.checks import _devices as map_location_check
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
-from harness.formats import FORMATS, Format
+from harness.formats import FORMATS, Format, LoadRequest
 from harness.manifest import MANIFEST_NAME, SCHEMA, artifact_path, read, write_atomic
 from harness.produce import _produce_case
 from tests.oracle import oracle, oracle_differences
@@ -97,17 +98,41 @@ def context(manifest: dict[str, Any], case: str, fmt_name: str, workdir: Path, m
     entry = copy.deepcopy(entry_of(manifest, case, fmt_name))
     path = artifact_path(manifest, entry)
     the_case = CASES.get(case)
-    loaded = fmt.load(path, mode, None, the_case)
+    loaded = fmt.open(path, LoadRequest(mode, None, "path", the_case, trusted=True))
     ctx = Context(fmt=fmt, entry=entry, case_section=copy.deepcopy(manifest["cases"][case]), artifact=path,
                   root=Path(manifest["_root"]), loaded=loaded, load_mode=mode, case=the_case, case_missing=None,
                   producer=manifest["env"], consumer=manifest["env"], same_numerics=True, map_location=None,
-                  workdir=workdir)
+                  workdir=workdir, trusted=True)
     return dataclasses.replace(ctx, **changes) if changes else ctx
+
+
+def with_entry(ctx: Context, **fields: Any) -> Context:
+    """``ctx`` with these manifest-entry fields replaced (a field set to DELETE is removed)."""
+    entry = {k: plain(v) for k, v in ctx.entry.items()}
+    for key, value in fields.items():
+        if value is DELETE:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+    return dataclasses.replace(ctx, entry=entry)
+
+
+DELETE = object()
+
+
+def plain(value: Any) -> Any:
+    """A writable deep copy of a read-only manifest value."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def run(name: str, ctx: Context) -> Outcome:
     """One check as consume runs it: applies() first, then run() with exceptions turned into errors."""
-    return _run_check(CHECKS.get(name), ctx)
+    check = CHECKS.get(name)
+    return _run_check(check, ctx.for_check(check))
 
 
 # -- every healthy format x every check: pass, or skip with a reason ------------------------------
@@ -262,8 +287,7 @@ def test_resume_across_environments_with_other_entries_fails(manifest: dict, wor
 
 
 def test_resume_without_a_recorded_next_step_skips(manifest: dict, workdir: Path) -> None:
-    ctx = context(manifest, "tied", "training_checkpoint", workdir)
-    ctx.entry["next_step"] = None
+    ctx = with_entry(context(manifest, "tied", "training_checkpoint", workdir), next_step=None)
     outcome = run("resume", ctx)
     assert outcome.status == "skip" and "no next-step fingerprint" in outcome.detail
 
@@ -277,7 +301,7 @@ def test_outputs_with_nothing_stored_skip(manifest: dict, workdir: Path) -> None
 
 def test_outputs_without_recorded_hashes_skip(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
-    ctx.case_section["outputs"] = {}
+    ctx = dataclasses.replace(ctx, case_section={**plain(ctx.case_section), "outputs": {}})
     outcome = run("outputs", ctx)
     assert outcome.status == "skip" and "no output hashes" in outcome.detail
 
@@ -285,7 +309,7 @@ def test_outputs_without_recorded_hashes_skip(manifest: dict, workdir: Path) -> 
 def test_outputs_use_the_entrys_own_hashes_when_it_has_them(manifest: dict, workdir: Path) -> None:
     """A saved program's outputs are judged against its own recorded outputs, not the case's."""
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
-    ctx.entry["outputs"] = {name: {**d, "hash": "0" * 32} for name, d in ctx.case_section["outputs"].items()}
+    ctx = with_entry(ctx, outputs={name: {**plain(d), "hash": "0" * 32} for name, d in ctx.case_section["outputs"].items()})
     outcome = run("outputs", ctx)
     assert outcome.status == "fail" and "not bit-identical" in outcome.detail
 
@@ -299,9 +323,8 @@ def test_outputs_with_another_structure_fail(manifest: dict, workdir: Path) -> N
 
 def test_mode_without_recorded_modes_skips(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "batchnorm", "whole_model_zip", workdir)
-    for recorded in (None, {}):
-        ctx.entry["modes"] = recorded
-        outcome = run("mode", ctx)
+    for recorded in (None, {}, DELETE):
+        outcome = run("mode", with_entry(ctx, modes=recorded))
         assert outcome.status == "skip" and "no module modes" in outcome.detail
 
 
@@ -314,18 +337,16 @@ def test_mode_reports_the_roots_mode(manifest: dict, workdir: Path) -> None:
 
 
 def test_tensors_without_recorded_metadata_says_it_was_not_compared(manifest: dict, workdir: Path) -> None:
-    ctx = context(manifest, "batchnorm", "broken_change_metadata", workdir)
-    del ctx.entry["metadata"]
+    ctx = with_entry(context(manifest, "batchnorm", "broken_change_metadata", workdir), metadata=DELETE)
     outcome = run("tensors", ctx)
     assert outcome.status == "pass" and "_metadata not compared" in outcome.detail
 
 
 def test_tensors_with_an_empty_fingerprint_skips(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
-    ctx.entry["fingerprint"] = {"tensors": {}, "scalars": {}, "view_bytes_bound": 0}
+    ctx = with_entry(ctx, fingerprint={"tensors": {}, "scalars": {}, "view_bytes_bound": 0}, metadata={})
     ctx.__dict__["actual"] = {"tensors": {}, "scalars": {}, "view_bytes_bound": 0}
     ctx.__dict__["contents"] = {}
-    ctx.entry["metadata"] = {}
     outcome = run("tensors", ctx)
     assert outcome.status == "skip" and "nothing to compare" in outcome.detail
 
@@ -361,8 +382,7 @@ def test_sharing_bound_is_exact(manifest: dict, workdir: Path, extra: int, statu
 
 def test_sharing_measures_the_file_not_the_manifest(manifest: dict, workdir: Path) -> None:
     """A manifest that under-reports the stored bytes does not hide a grown file."""
-    ctx = context(manifest, "tied", "broken_grow_bytes", workdir)
-    ctx.entry["stored_tensor_bytes"] = 0
+    ctx = with_entry(context(manifest, "tied", "broken_grow_bytes", workdir), stored_tensor_bytes=0)
     assert run("sharing", ctx).status == "fail"
 
 
@@ -374,7 +394,7 @@ def test_sharing_known_growth_passes_saying_so(manifest: dict, workdir: Path) ->
 
 def test_sharing_with_no_tensors_skips(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
-    ctx.entry["fingerprint"] = {**ctx.entry["fingerprint"], "tensors": {}}
+    ctx = with_entry(ctx, fingerprint={**plain(ctx.entry["fingerprint"]), "tensors": {}})
     assert run("sharing", ctx).status == "skip"
 
 
@@ -392,7 +412,7 @@ def _damaging_form(device: str = "cpu") -> map_location_check.Form:
             storage[0] = storage[0] ^ 1
         return storage
 
-    return map_location_check.Form("lambda that flips a bit", lambda: flip, device)
+    return map_location_check.Form("lambda that flips a bit", lambda: flip, device, "callable")
 
 
 def test_map_location_catches_wrong_values(manifest: dict, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -404,7 +424,7 @@ def test_map_location_catches_wrong_values(manifest: dict, workdir: Path, monkey
 
 def test_map_location_catches_a_wrong_device(manifest: dict, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(map_location_check, "forms",
-                        lambda: [map_location_check.Form("'cpu' said to be meta", lambda: "cpu", "meta")])
+                        lambda: [map_location_check.Form("'cpu' said to be meta", lambda: "cpu", "meta", "str")])
     outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
     assert outcome.status == "fail" and "not meta" in outcome.detail
 

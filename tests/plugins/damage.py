@@ -30,8 +30,8 @@ class DropBuffer(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_drop_buffer"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        state = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        state = super().load(path, mode, map_location, case, **kwargs)
         state.pop(list(state)[-1])
         return state
 
@@ -43,8 +43,8 @@ class FlipBit(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_flip_bit"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        state = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        state = super().load(path, mode, map_location, case, **kwargs)
         for name, tensor in state.items():
             if name.endswith("bias") and tensor.dtype == torch.float32 and tensor.numel():
                 tensor.view(torch.int32).view(-1)[0] ^= 1 << 22  # top mantissa bit: survives rounding
@@ -59,8 +59,8 @@ class Untie(WholeModel):
         super().__init__(legacy=False)
         self.name = "broken_untie"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        model = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        model = super().load(path, mode, map_location, case, **kwargs)
         seen: set[int] = set()
         for module in model.modules():
             for name, param in list(module.named_parameters(recurse=False)):
@@ -77,8 +77,8 @@ class FlipMode(WholeModel):
         super().__init__(legacy=False)
         self.name = "broken_flip_mode"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        model = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        model = super().load(path, mode, map_location, case, **kwargs)
         return model.train(not model.training)
 
 
@@ -106,8 +106,8 @@ class LossyResave(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_lossy_resave"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        state = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        state = super().load(path, mode, map_location, case, **kwargs)
         state._harness_loaded = True
         return state
 
@@ -160,8 +160,8 @@ class ChangeValue(TrainingCheckpoint):
         super().__init__(extras=False)
         self.name = "broken_change_value"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        checkpoint = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        checkpoint = super().load(path, mode, map_location, case, **kwargs)
         checkpoint["epoch"] += 1
         return checkpoint
 
@@ -173,8 +173,8 @@ class ExtraValue(TrainingCheckpoint):
         super().__init__(extras=False)
         self.name = "broken_extra_value"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        checkpoint = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        checkpoint = super().load(path, mode, map_location, case, **kwargs)
         checkpoint["note"] = "not in the saved file"
         return checkpoint
 
@@ -186,8 +186,8 @@ class ChangeMetadata(StateDict):
         super().__init__(legacy=False)
         self.name = "broken_change_metadata"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        state = super().load(path, mode, map_location, case)
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        state = super().load(path, mode, map_location, case, **kwargs)
         for entry in state._metadata.values():
             entry["version"] = entry.get("version", 0) + 1
         return state
@@ -216,8 +216,8 @@ class NotAModule(WholeModel):
         super().__init__(legacy=False)
         self.name = "broken_not_a_module"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
-        return super().load(path, mode, map_location, case).state_dict()
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
+        return super().load(path, mode, map_location, case, **kwargs).state_dict()
 
     def contents(self, obj: Any) -> Any:
         return obj
@@ -236,8 +236,8 @@ class NoisyLoad(StateDict):
         super().__init__(legacy=False)
         self.name = "noisy_load"
 
-    def load(self, path: Path, mode: str, map_location: Any, case: Case | None) -> Any:
+    def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
         import warnings
 
         warnings.warn("noisy loader says hello\nsecond line is dropped", UserWarning)
-        return super().load(path, mode, map_location, case)
+        return super().load(path, mode, map_location, case, **kwargs)
