@@ -209,7 +209,7 @@ class MmapLoads:
     :func:`mmap_load_unavailable` first.
     """
 
-    def __enter__(self) -> "MmapLoads":
+    def __enter__(self) -> MmapLoads:
         try:
             from torch.utils.serialization import config
         except ImportError:
@@ -357,7 +357,7 @@ class RefuseFullUnpickle:
     ``torch.serialization.load`` are wrapped for the duration of the block (one thread at a time).
     """
 
-    def __enter__(self) -> "RefuseFullUnpickle":
+    def __enter__(self) -> RefuseFullUnpickle:
         self._saved = (torch.load, torch.serialization.load)
         original = self._saved[0]
 

@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from harness import compat, consume_pool
 from harness import env as envmod
+from harness import expectations as expectations_module
 from harness import trust as trustmod
 from harness.case import CASES, Case
-from harness import expectations as expectations_module
 from harness.checks import CHECKS, Check, Context, Outcome
 from harness.expectations import Expectation
 from harness.formats import FORMATS, Format, LoadRequest
@@ -124,7 +124,8 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
             yield emit("load", mode, "skip", "this torch.load has no weights_only parameter")
             continue
         if not artifact.trusted and trustmod.full_unpickle(fmt.pickled, mode, fmt.capabilities.unpickles):
-            yield emit("load", mode, "skip", f"{_FULL_UNPICKLE[mode if fmt.pickled else 'loader']}; {trustmod.UNTRUSTED}")
+            why = _FULL_UNPICKLE[mode if fmt.pickled else "loader"]
+            yield emit("load", mode, "skip", f"{why}; {trustmod.UNTRUSTED}")
             continue
         started = time.perf_counter()
         loaded, caught, error = _load(fmt, artifact, mode, map_location, case)
@@ -156,7 +157,7 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
 FOLDED_CHECK = "checks-of-first-mode"
 
 
-def _folded(emit: "_Emitter", first_mode: str, mode: str, names: list[str]) -> Record:
+def _folded(emit: _Emitter, first_mode: str, mode: str, names: list[str]) -> Record:
     """One skip record standing for ``names`` (``count`` = how many): a pickle loaded again in another
     mode gives the same object, which that mode's own tensors check proves, so those checks ran once."""
     record = emit(FOLDED_CHECK, mode, "skip", f"{len(names)} checks ran under load mode {first_mode} only "

@@ -99,7 +99,7 @@ def files_under(folder: Path, skip: Iterable[str] = ()) -> list[str]:
             if path.is_file() and not path.is_symlink() and path.name not in left_out]
 
 
-def seal(folder: Path, previous: Optional["Seal"] = None, fresh: Optional[Iterable[str]] = None) -> Path:
+def seal(folder: Path, previous: Optional[Seal] = None, fresh: Optional[Iterable[str]] = None) -> Path:
     """Write ``folder/manifest.json.sig``: the SHA-256 of the files this user's produce wrote there, signed.
 
     A new or replaced folder (``fresh`` None): every regular file in it. A folder a run merged its cases

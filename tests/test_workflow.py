@@ -1,4 +1,5 @@
-"""The nightly GitHub Actions workflow: valid against GitHub's schema, shellcheck-clean, jobs chained, matrices built from the real noxfile.
+"""The nightly GitHub Actions workflow: valid against GitHub's schema, shellcheck-clean, jobs chained,
+matrices built from the real noxfile.
 
 The matrices are built in the plan job by ``.github/scripts/nox_matrix.py`` from ``nox -l --json -t TAG``;
 these tests run that script on this repository's own listing, so a change to the noxfile that would leave

@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from harness.corrupt import MUTATORS, STARTED_MARKER, Mutation, Mutator, Source
-from harness.corrupt import vetted
+from harness.corrupt import MUTATORS, STARTED_MARKER, Mutation, Mutator, Source, vetted
 from harness.corrupt.layout import describe, pickle_globals
 
 #: damaged copies per profile
