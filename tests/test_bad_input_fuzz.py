@@ -128,9 +128,10 @@ def test_fuzzed_benchmark_json_through_bench_compare_and_plot(tmp_path_factory: 
                                                               document: Any, path: list[int]) -> None:
     work = tmp_path_factory.mktemp("b")
     base = {"machine_info": {"torch": "2.13.0"}, "benchmarks": [
-        {"name": "x", "stats": {"median": 0.1, "min": 0.1, "max": 0.2, "rounds": 3},
+        {"name": "x", "stats": {"median": 0.1, "min": 0.1, "max": 0.2, "mean": 0.12, "rounds": 3},
          "extra_info": {"operation": "save", "format": "state_dict_zip", "size": "1MB", "size_bytes": 1048576,
-                        "cache": "warm"}}]}
+                        "cache": "n/a", "bytes": 1048576, "baseline": "raw_write", "kind": "format",
+                        "direction": "write"}}]}
     (work / "a.json").write_text(json.dumps(base))
     (work / "b.json").write_text(json.dumps(mutate(json.loads(json.dumps(base)), path, document)))
     before = tree_state(work)

@@ -66,7 +66,74 @@ def read_json(path: Path) -> dict[str, Any]:
             or "machine_info" not in document:
         raise HarnessError(f"{path} is not pytest-benchmark JSON (no 'benchmarks' and 'machine_info'): "
                            "pass a file written by ckpt-harness bench --json")
+    _validate(document, path)
     return document
+
+
+def _validate(document: dict[str, Any], path: Path) -> None:
+    """Type-check what the tables, comparisons and plots read (pydantic); one line naming the field."""
+    from pydantic import ValidationError
+
+    from harness.contracts import describe_error
+
+    try:
+        _DOCUMENT.validate_python(document)
+        for number, bench in enumerate(document["benchmarks"]):
+            if "operation" in bench["extra_info"]:
+                try:
+                    _HARNESS_INFO.validate_python(bench["extra_info"])
+                except ValidationError as exc:
+                    raise HarnessError(f"{path}: benchmarks.{number}.extra_info: {describe_error(exc)}") from None
+    except ValidationError as exc:
+        raise HarnessError(f"{path}: not ckpt-harness bench JSON: {describe_error(exc)}") from None
+
+
+def _adapters() -> tuple[Any, Any]:
+    from pydantic import BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt, TypeAdapter, field_validator
+
+    class _Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+
+    class Stats(_Loose):
+        median: NonNegativeFloat
+        min: NonNegativeFloat
+        max: NonNegativeFloat
+        mean: NonNegativeFloat
+        rounds: NonNegativeInt
+
+    class Benchmark(_Loose):
+        name: str
+        stats: Stats
+        extra_info: dict[str, Any] = {}
+
+    class Document(_Loose):
+        machine_info: dict[str, Any]
+        benchmarks: list[Benchmark]
+
+    class HarnessInfo(_Loose):
+        operation: str
+        format: str
+        size: str
+        size_bytes: NonNegativeInt
+        cache: str
+        bytes: NonNegativeInt
+        baseline: str
+        kind: str
+        direction: str
+
+        @field_validator("operation", "baseline")
+        @classmethod
+        def _known(cls, value: str) -> str:
+            from harness.bench.operations import OPERATIONS
+
+            if value not in OPERATIONS:
+                raise ValueError(f"unknown operation {value!r}")
+            return value
+
+    return TypeAdapter(Document), TypeAdapter(HarnessInfo)
+
+
+_DOCUMENT, _HARNESS_INFO = _adapters()
 
 
 def rows(document: dict[str, Any], source: str = "") -> list[dict[str, Any]]:
