@@ -39,9 +39,9 @@ def main(size_mb: int = 256, rounds: int = 3) -> None:
         for _ in range(rounds):
             save = timed(lambda: torch.save(state, path))
             loaded = {}
-            load = timed(lambda: loaded.update(torch.load(path, weights_only=True)))
+            load = timed(lambda loaded=loaded: loaded.update(torch.load(path, weights_only=True)))
             produce_side = timed(lambda: (fingerprint(state), hash_file(path), fmt.stored_tensor_bytes(path)))
-            consume_side = timed(lambda: (hash_file(path), fingerprint(loaded)))
+            consume_side = timed(lambda loaded=loaded: (hash_file(path), fingerprint(loaded)))
             raw.append(save + load)
             overhead.append(produce_side + consume_side)
             print(f"save {save:.3f}s load {load:.3f}s | harness: produce {produce_side:.3f}s "

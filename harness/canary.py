@@ -85,12 +85,15 @@ class CanaryOutcome:
         if self.unsupported:
             return self.error
         if self.executed:
-            verdict = {"unsafe": "executed the pickled payload, as documented for weights_only=False (trusted files only)",
-                       "default": "DEFAULT torch.load EXECUTED THE PICKLED PAYLOAD: any checkpoint can run code on load",
+            verdict = {"unsafe": "executed the pickled payload, as documented for weights_only=False "
+                                 "(trusted files only)",
+                       "default": "DEFAULT torch.load EXECUTED THE PICKLED PAYLOAD: any checkpoint can run code "
+                                  "on load",
                        "weights_only": "weights_only=True EXECUTED THE PICKLED PAYLOAD"}[self.mode]
             return verdict
         if self.mode == "unsafe":
-            return f"weights_only=False did not execute the payload, so the canary proves nothing: {self.error or 'loaded'}"
+            return ("weights_only=False did not execute the payload, so the canary proves nothing: "
+                    f"{self.error or 'loaded'}")
         return f"refused, payload not executed: {self.error}" if self.error else "loaded without executing the payload"
 
 
@@ -164,8 +167,8 @@ def _worker(path: str, mode: str) -> None:
     """Load ``path`` once in ``mode`` and print ``{"loaded": bool, "error": str}`` as one JSON line."""
     import torch
 
-    from harness.formats._torch_pickle import WEIGHTS_ONLY_FOR_MODE
     from harness import compat
+    from harness.formats._torch_pickle import WEIGHTS_ONLY_FOR_MODE
     from harness.records import describe_exception
 
     try:

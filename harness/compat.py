@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_parameters() -> frozenset[str]:
     return frozenset(inspect.signature(torch.load).parameters)
 
@@ -267,7 +267,7 @@ def torch_compile() -> Optional[str]:
     return reason
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def map_location_meta() -> Optional[str]:
     """None when ``torch.load(map_location='meta')`` loads tensors onto the meta device, else why not."""
     import io

@@ -199,7 +199,8 @@ def _produce_entry(prepared: Prepared, fmt: Format, root: Path, next_step: Optio
         _remove(path)
         return {**entry, "status": "error", "detail": f"save failed: {describe_exception(exc)}"}
     if "optimizer" in fmt.holds:
-        entry["optimizer"] = {name: optimizer_fingerprint(opt.state_dict()) for name, opt in prepared.optimizers.items()}
+        entry["optimizer"] = {name: optimizer_fingerprint(opt.state_dict())
+                              for name, opt in prepared.optimizers.items()}
         entry["next_step"] = next_step
     return entry
 

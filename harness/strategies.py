@@ -29,8 +29,21 @@ from typing import Optional
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from harness.spec import (CONTAINERS, FLOAT_DTYPES, BatchNorm, Conv, Embedding, Extra, Layer, Linear, LSTM,
-                          ModelSpec, TransformerLayer, output_width, weight_shape)
+from harness.spec import (
+    CONTAINERS,
+    FLOAT_DTYPES,
+    LSTM,
+    BatchNorm,
+    Conv,
+    Embedding,
+    Extra,
+    Layer,
+    Linear,
+    ModelSpec,
+    TransformerLayer,
+    output_width,
+    weight_shape,
+)
 
 #: dtypes of extra tensors: floats and complex (buffers or parameters), integers and bool (buffers)
 EXTRA_PARAMETER_DTYPES = FLOAT_DTYPES + ("complex64",)

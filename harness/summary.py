@@ -127,7 +127,8 @@ def _cell(counts: Any) -> str:
     bad = counts.get("fail") or counts.get("error") or counts.get("xpass")
     colour = "red" if bad else "green" if counts.get("pass") else "yellow"
     text = "/".join(str(counts.get(s, 0)) for s in ("pass", "fail", "error", "skip"))
-    extra = (f" +{counts['xfail']}x" if counts.get("xfail") else "") + (f" {counts['xpass']}XP" if counts.get("xpass") else "")
+    extra = ((f" +{counts['xfail']}x" if counts.get("xfail") else "")
+             + (f" {counts['xpass']}XP" if counts.get("xpass") else ""))
     return f"[{colour}]{text}{extra}[/]"
 
 

@@ -42,7 +42,8 @@ def element_bytes(tensor: torch.Tensor) -> bytes:
 def digest(leaf: Any) -> tuple[str, tuple[int, ...], str]:
     """(dtype, shape, sha256 of the elements) of a tensor or ndarray."""
     if isinstance(leaf, numpy.ndarray):
-        return f"numpy.{leaf.dtype}", tuple(leaf.shape), hashlib.sha256(numpy.ascontiguousarray(leaf).tobytes()).hexdigest()
+        digest = hashlib.sha256(numpy.ascontiguousarray(leaf).tobytes()).hexdigest()
+        return f"numpy.{leaf.dtype}", tuple(leaf.shape), digest
     return str(leaf.dtype), tuple(leaf.shape), hashlib.sha256(element_bytes(leaf)).hexdigest()
 
 

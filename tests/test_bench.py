@@ -19,8 +19,16 @@ import pytest
 import torch
 
 from harness.bench import interleave, pagecache, results
-from harness.bench.compare import (BASELINE, FASTER, FEW_ROUNDS, REGRESSION, SAME, judge, parse_threshold,
-                                   relative_to_baselines)
+from harness.bench.compare import (
+    BASELINE,
+    FASTER,
+    FEW_ROUNDS,
+    REGRESSION,
+    SAME,
+    judge,
+    parse_threshold,
+    relative_to_baselines,
+)
 from harness.bench.operations import OPERATIONS, Subject
 from harness.bench.payload import bench_case, build, shape_for
 from harness.bench.sizes import label, parse_sizes
@@ -29,6 +37,7 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.formats import FORMATS
 from tests.conftest import REPO, run_cli
+
 
 def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
     """The CLI in this process (bench itself runs pytest, so it gets a subprocess: see :func:`bench`)."""
@@ -336,7 +345,7 @@ def _spin(iterations: int):
 SPIN = 60_000
 
 
-def _pair(slower_by: float) -> "interleave.Verdict":
+def _pair(slower_by: float) -> interleave.Verdict:
     """A and B timed in one interleaved run on the process's CPU clock (another process on this shared
     machine can preempt us but not add CPU time); B does ``1 + slower_by`` times A's work."""
     timed = interleave.run({"a": interleave.Turn(_spin(SPIN)),

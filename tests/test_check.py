@@ -82,7 +82,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     made["notes.txt"].write_text("epoch 3: loss 0.12\n")
     import safetensors.torch
 
-    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(made["model.safetensors"]))
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                                str(made["model.safetensors"]))
     torch.jit.save(torch.jit.script(model), str(made["script.ts.pt"]))
     (folder / "usermodels.py").write_text(USER_MODELS)
     saved = subprocess.run([sys.executable, "-c", "import torch, usermodels; torch.save(usermodels.Net(), 'whole.pt')"],
@@ -165,8 +166,10 @@ def test_torch_release_verdicts_and_fixes(files: dict[str, Path]) -> None:
         assert verdicts[ok]["status"] == "ok", (ok, verdicts[ok])
     assert verdicts["sd.pt"]["loads"]["weights_only"]["status"] == "pass"
     assert verdicts["sd.pt"]["loads"]["unsafe"]["status"] == "skip"
-    assert verdicts["cuda.pt"]["map_location"] == "cpu" and any("map_location='cpu'" in f for f in verdicts["cuda.pt"]["fixes"])
-    assert any("consume_prefix_in_state_dict_if_present(state_dict, 'module.')" in f for f in verdicts["dp.pt"]["fixes"])
+    assert verdicts["cuda.pt"]["map_location"] == "cpu"
+    assert any("map_location='cpu'" in f for f in verdicts["cuda.pt"]["fixes"])
+    assert any("consume_prefix_in_state_dict_if_present(state_dict, 'module.')" in f
+               for f in verdicts["dp.pt"]["fixes"])
     assert verdicts["zip_cut.pt"]["status"] == "fail" and any("truncated" in f for f in verdicts["zip_cut.pt"]["fixes"])
     assert verdicts["notes.txt"]["status"] == "fail"
     whole = verdicts["whole.pt"]

@@ -19,8 +19,8 @@ import copy
 import dataclasses
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -309,7 +309,8 @@ def test_outputs_without_recorded_hashes_skip(manifest: dict, workdir: Path) -> 
 def test_outputs_use_the_entrys_own_hashes_when_it_has_them(manifest: dict, workdir: Path) -> None:
     """A saved program's outputs are judged against its own recorded outputs, not the case's."""
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
-    ctx = with_entry(ctx, outputs={name: {**plain(d), "hash": "0" * 32} for name, d in ctx.case_section["outputs"].items()})
+    ctx = with_entry(ctx, outputs={name: {**plain(d), "hash": "0" * 32}
+                                   for name, d in ctx.case_section["outputs"].items()})
     outcome = run("outputs", ctx)
     assert outcome.status == "fail" and "not bit-identical" in outcome.detail
 

@@ -13,9 +13,9 @@ import pytest
 from rich.console import Console
 
 from harness import env as envmod
-from harness.consume import FOLDED_CHECK, collect, consume_artifact
 from harness.checks import CHECKS
 from harness.commands import _options
+from harness.consume import FOLDED_CHECK, collect, consume_artifact
 from harness.consume_pool import worker_threads
 from harness.report import model
 from harness.summary import grid_counts, print_summary

@@ -9,7 +9,6 @@ failure fails, and so does a known incompatibility that starts passing.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 
 import pytest

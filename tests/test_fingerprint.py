@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from harness import compat
-from harness.fingerprint import (collect_metadata, describe_tensor, fingerprint, flatten, hash_bytes, hash_tensor,
-                                 sharing_groups, tensor_bytes)
+from harness.fingerprint import (
+    collect_metadata,
+    describe_tensor,
+    fingerprint,
+    flatten,
+    hash_bytes,
+    hash_tensor,
+    sharing_groups,
+    tensor_bytes,
+)
 
 
 def _flip_bit(tensor: torch.Tensor, index: int, bit: int) -> torch.Tensor:

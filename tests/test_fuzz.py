@@ -28,10 +28,22 @@ from harness.case import Prepared, forward_outputs, prepare, trainable  # noqa: 
 from harness.checks._compare import fingerprint_differences  # noqa: E402
 from harness.fingerprint import describe_tensor, fingerprint, sharing_groups  # noqa: E402
 from harness.formats import FORMATS, Format, LoadRequest  # noqa: E402
-from tests.oracle import oracle, oracle_differences  # noqa: E402
 from harness.formats.state_dict import StateDict  # noqa: E402
-from harness.spec import (BatchNorm, Conv, Embedding, Extra, Linear, LSTM, ModelSpec, TransformerLayer,  # noqa: E402
-                          as_case, build, example_inputs, to_code)
+from harness.spec import (  # noqa: E402
+    LSTM,
+    BatchNorm,
+    Conv,
+    Embedding,
+    Extra,
+    Linear,
+    ModelSpec,
+    TransformerLayer,
+    as_case,
+    build,
+    example_inputs,
+    to_code,
+)
+from tests.oracle import oracle, oracle_differences  # noqa: E402
 
 PROFILE = strategies.profile()
 KNOWN = expectations.load()
@@ -138,7 +150,8 @@ CORNERS = [
     ModelSpec(features=5, layers=(BatchNorm(affine=False),), dtype="bfloat16", container="nested",
               extras=(Extra(name="extra0", shape=(), dtype="uint8"),), batch=0, seed=3),  # no trainable parameter
     ModelSpec(features=1, layers=(BatchNorm(affine=False, track_running_stats=False),),
-              extras=(Extra(name="extra0", shape=(), kind="parameter"),), batch=0, length=1),  # output needs no parameter
+              # the output needs no parameter
+              extras=(Extra(name="extra0", shape=(), kind="parameter"),), batch=0, length=1),
     ModelSpec(features=3, layers=(Embedding(vocab=4, dim=2), Linear(out_features=4, transposed=True)),
               ties=((0, 1),), container="module_dict"),                         # tied embedding and head
     ModelSpec(features=2, layers=(Conv(out_channels=2, dims=2, channels_last=True), LSTM(hidden=2, bidirectional=True),

@@ -8,7 +8,6 @@ import pathlib
 import pytest
 import torch
 
-from harness import manifest
 from harness.errors import HarnessError
 from harness.fingerprint import hash_file
 from harness.formats import _torch_pickle

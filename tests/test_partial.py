@@ -162,7 +162,8 @@ def test_meta_assign_leaves_exactly_the_non_persistent_buffers(monkeypatch: pyte
     assert outcome.status == "pass", outcome.detail
     assert "2 tensors assigned without a copy" in outcome.detail and "left on meta as planned: scale" in outcome.detail
     real_load = partial_run._load
-    monkeypatch.setattr(partial_run, "_load", lambda target, state, strict, assign=False: real_load(target, state, strict))
+    monkeypatch.setattr(partial_run, "_load",
+                        lambda target, state, strict, assign=False: real_load(target, state, strict))
     outcome = partial_run.run_scenario(scenario, source, _toy_case())
     assert outcome.status == "fail" and "copied instead of assigning" in outcome.detail
 

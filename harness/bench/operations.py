@@ -22,11 +22,11 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 
 from harness import compat
-from harness.formats import LoadRequest
 from harness.bench import pagecache
 from harness.bench.payload import Payload
 from harness.bench.touch import touch
 from harness.case import Case
+from harness.formats import LoadRequest
 
 #: cache labels: "warm"/"cold" for reads (verified each round); writes and memcpy have none
 NO_CACHE = "n/a"
@@ -227,7 +227,8 @@ def _load(mapped: bool) -> Callable[[Subject, str], Timed]:
 
         def target() -> None:
             with load_context(mapped):
-                loaded = fmt.open(path, LoadRequest(mode, cpu_location(fmt), case=payload.case, trusted=True))  # written by this run
+                # written by this run
+                loaded = fmt.open(path, LoadRequest(mode, cpu_location(fmt), case=payload.case, trusted=True))
             held.append(loaded)
             sums.append(touch(fmt.contents(loaded)))
 

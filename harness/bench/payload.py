@@ -56,7 +56,7 @@ def _inputs(width: int) -> tuple[torch.Tensor]:
     return (torch.randn(1, width),)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bench_case(nbytes: int) -> Case:
     """The benchmark case of about ``nbytes`` of float32 parameters (one object per size)."""
     width, depth = shape_for(nbytes)

@@ -87,7 +87,8 @@ def _load_and_touch(fmt: Any, path: Path, case: Any, mapped: bool) -> None:
     from harness.formats import LoadRequest
 
     with load_context(mapped):
-        loaded = fmt.open(path, LoadRequest(load_mode(fmt), cpu_location(fmt), case=case, trusted=True))  # written by this run
+        # written by this run
+        loaded = fmt.open(path, LoadRequest(load_mode(fmt), cpu_location(fmt), case=case, trusted=True))
     touch(fmt.contents(loaded))
 
 

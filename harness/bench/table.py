@@ -25,7 +25,8 @@ def _times(value: Optional[float]) -> str:
 
 
 def results_table(rows: list[dict[str, Any]], title: str) -> Table:
-    """One line per benchmark: median, spread, A/A noise floor, GB/s, fraction of its baseline and of memcpy, peak RSS."""
+    """One line per benchmark: median, spread, A/A noise floor, GB/s, fraction of its baseline and of memcpy,
+    peak RSS."""
     table = Table(title=title, title_justify="left")
     for column in ("size", "format", "operation", "cache", "median s", "spread", "A/A floor", "GB/s",
                    "of baseline", "of memcpy", "peak RSS / file"):

@@ -4,8 +4,8 @@ Reused first: the matrix's shared environments (``.nox/releases/torch-<release>`
 own checkout, built by the noxfile's ``ReleaseEnv``), then earlier ``check`` environments under
 ``$CKPT_HARNESS_ENVS`` or ``~/.cache/checkpoint-harness/envs``. Never the current directory: an
 interpreter found there would be whatever the folder one happens to stand in planted. Otherwise one
-is built there from the one release table (:mod:`harness.releases`): a venv with the release's Python, then torch, its pins and
-safetensors. A stamp file marks a finished build, so an interrupted one is completed next time.
+is built there from the one release table (:mod:`harness.releases`): a venv with the release's Python,
+then torch, its pins and safetensors. A stamp file marks a finished build, so an interrupted one is completed next time.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def comparison_table(comparisons: list, title: str) -> Table:
         table.add_row(*(terminal(str(v)) for v in (c.old["size"], c.fields["format"], c.fields["operation"],
                                                     c.fields["cache"])),
                       f"{c.old['median']:.4f}", f"{c.new['median']:.4f}", _percent(c.change), f"±{c.noise * 100:.0f}%",
-                      "-" if c.floor is None else f"±{c.floor * 100:.1f}%", "-" if moved is None else _percent(moved), c.status, style=style)
+                      "-" if c.floor is None else f"±{c.floor * 100:.1f}%", "-" if moved is None else _percent(moved),
+                      c.status, style=style)
     return table
 
 

@@ -1,4 +1,5 @@
-"""``ckpt-harness corrupt``: load damaged copies of real artifacts, each in its own process, and classify what happens."""
+"""``ckpt-harness corrupt``: load damaged copies of real artifacts, each in its own process, and classify
+what happens."""
 
 from __future__ import annotations
 

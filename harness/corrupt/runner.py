@@ -115,7 +115,8 @@ def mutation_for(item: Planned, seed: int) -> Mutation:
         if mutation is not None:
             return mutation
     data = item.source.data
-    return Mutation(item.mutator.name, f"{item.mutator.name}:fallback-truncate@{len(data) // 2}", data[: len(data) // 2])
+    half = len(data) // 2
+    return Mutation(item.mutator.name, f"{item.mutator.name}:fallback-truncate@{half}", data[:half])
 
 
 def vetted_and_refused(source: Source) -> tuple[list[str], list[str]]:

@@ -248,7 +248,8 @@ def _hashes(model: nn.Module) -> dict[str, str]:
 def _require_values(target: nn.Module, source: Mapping[str, Any], loaded: tuple[str, ...],
                     before: dict[str, str], untouched: tuple[str, ...]) -> None:
     now = dict(target_entries(target))
-    differ = [k for k in loaded if isinstance(source[k], torch.Tensor) and hash_tensor(now[k]) != hash_tensor(source[k])]
+    differ = [k for k in loaded
+              if isinstance(source[k], torch.Tensor) and hash_tensor(now[k]) != hash_tensor(source[k])]
     if differ:
         raise Mismatch(f"loaded values differ from the checkpoint: {_keys(differ)}")
     changed = [k for k in untouched if k in before and hash_tensor(now[k]) != before[k]]

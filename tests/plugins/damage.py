@@ -239,5 +239,5 @@ class NoisyLoad(StateDict):
     def load(self, path: Any, mode: str, map_location: Any, case: Case | None, **kwargs: Any) -> Any:
         import warnings
 
-        warnings.warn("noisy loader says hello\nsecond line is dropped", UserWarning)
+        warnings.warn("noisy loader says hello\nsecond line is dropped", UserWarning, stacklevel=2)
         return super().load(path, mode, map_location, case, **kwargs)

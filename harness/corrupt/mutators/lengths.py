@@ -20,7 +20,8 @@ CENTRAL_ENTRY = b"PK\x01\x02"
 
 class Lengths(Mutator):
     name = "lengths"
-    description = "declare a length far larger than the file: pickle strings, storage sizes, zip and safetensors headers"
+    description = ("declare a length far larger than the file: pickle strings, storage sizes, zip and "
+                   "safetensors headers")
 
     def kinds(self, source: Source) -> list[tuple[str, Callable]]:
         kinds: list[tuple[str, Callable]] = []
