@@ -125,7 +125,7 @@ def _memcpy(subject: Subject, cache: str) -> Timed:
 def _write_raw(subject: Subject, path: Path, sync: bool) -> None:
     with open(path, "wb", buffering=0) as handle:
         for source in subject.sources:
-            handle.write(memoryview(source.numpy()))
+            handle.write(memoryview(source.numpy().data))
         if sync:
             os.fsync(handle.fileno())
 
@@ -154,7 +154,7 @@ def _raw_read(subject: Subject, cache: str) -> Timed:
         with open(path, "rb", buffering=0) as handle:
             for source in subject.sources:
                 buffer = torch.empty(source.numel(), dtype=torch.uint8)
-                handle.readinto(memoryview(buffer.numpy()))
+                handle.readinto(memoryview(buffer.numpy().data))
                 held.append(buffer)
 
     def teardown() -> None:  # every round checked, then freed

@@ -120,7 +120,8 @@ class Context:
     @functools.cached_property
     def modules(self) -> dict[str, nn.Module]:
         """The loaded models ready to call (state_dict formats loaded into fresh models)."""
-        return self.fmt.modules(self.loaded, self.case)
+        # None only where the case's code is missing, and consume runs only code-free formats then
+        return self.fmt.modules(self.loaded, self.case)  # type: ignore[arg-type]
 
     @functools.cached_property
     def stored(self) -> dict[str, Any]:
@@ -146,7 +147,7 @@ class Check:
     #: the check changes ``ctx.loaded`` in place: it is given its own deep copy
     mutates_loaded: bool = False
 
-    def concerns(self, entry: dict[str, Any]) -> bool:
+    def concerns(self, entry: Mapping[str, Any]) -> bool:
         """Whether the check has anything to say about this artifact at all; False writes no record.
 
         Use it for checks tied to particular cases (a partial-load scenario starts from one case), so
@@ -154,7 +155,7 @@ class Check:
         """
         return True
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         """None when the check applies to this format and entry, else the skip reason."""
         return None
 

@@ -8,6 +8,7 @@ checks never decide from the format's name or whether it is a pickle.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -67,7 +68,7 @@ def sources_for(fmt: Format) -> list[str]:
     return [s for s in SOURCES if s in fmt.capabilities.sources]
 
 
-def applies(fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+def applies(fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
     """None when the format's loader takes a map_location form to check and the artifact is small enough."""
     if "module" in fmt.holds:
         return f"{fmt.name} holds a module or program; map_location is checked on the formats that hold state"
@@ -79,7 +80,7 @@ def applies(fmt: Format, entry: dict[str, Any]) -> Optional[str]:
     return None
 
 
-def retaggable(fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+def retaggable(fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
     """None when a CUDA-tagged copy of the artifact can be made and checked, else why not."""
     if not fmt.capabilities.cuda_retaggable:
         return f"{fmt.name}'s storages carry no device tag to rewrite"

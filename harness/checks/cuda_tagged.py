@@ -6,6 +6,7 @@ error where there is no GPU, every form loads it onto the CPU bit-identical, and
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,7 +21,7 @@ class CudaTaggedCheck(Check):
     description = ("a CUDA-tagged copy (made without a GPU, read back): the default load's CUDA error, every "
                    "map_location form onto the CPU bit-identical, {'cuda:1': 'cuda:0'} remapped as asked")
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         return _devices.retaggable(fmt, entry)
 
     def run(self, ctx: Context) -> Outcome:

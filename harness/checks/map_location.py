@@ -4,6 +4,7 @@ through the format; each load bit-identical to the manifest and on the device th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from harness.checks import Check, Context, Outcome, _devices, failed, passed, register
@@ -15,7 +16,7 @@ class MapLocationCheck(Check):
     name = "map_location"
     description = "every map_location form (str, device, dict, callable, 'meta') from a path, BytesIO and mmap"
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         return _devices.applies(fmt, entry)
 
     def run(self, ctx: Context) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from harness.checks import Check, Context, Outcome, failed, passed, register, skipped
@@ -13,7 +14,7 @@ class ModeCheck(Check):
     name = "mode"
     description = "train/eval flags of every submodule survive"
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         return None if fmt.keeps_mode else f"{fmt.name} does not keep module modes"
 
     def run(self, ctx: Context) -> Outcome:

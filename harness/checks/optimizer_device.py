@@ -5,6 +5,7 @@ The resumed step is the ``resume`` check's own (:mod:`harness.checks._resume`), 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,7 +24,7 @@ class OptimizerDeviceCheck(Check):
                    "(pytorch#80809)")
     needs_case = True
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         if "optimizer" not in fmt.holds:
             return f"{fmt.name} holds no optimizer state"
         return _devices.retaggable(fmt, entry)

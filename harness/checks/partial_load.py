@@ -39,10 +39,10 @@ class PartialLoadCheck(Check):
         self.name = f"partial:{scenario.name}"
         self.description = scenario.description
 
-    def concerns(self, entry: dict[str, Any]) -> bool:
+    def concerns(self, entry: Mapping[str, Any]) -> bool:
         return entry.get("case") in self.scenario.source_cases
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         if not holds_one_state_dict(fmt):
             return f"{fmt.name} holds no single-model state_dict"
         return None
@@ -54,6 +54,7 @@ class PartialLoadCheck(Check):
         source = source_state(ctx.fmt, ctx.loaded)
         if source is None:
             return skipped(f"{ctx.fmt.name} gave no state_dict to load")
+        assert ctx.case is not None, "needs_case: consume skips this check without the case's code"
         return run_scenario(self.scenario, source, ctx.case)
 
 

@@ -4,6 +4,7 @@ releases or devices, within the case's ``resume_atol`` of the producer's stored 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from harness.checks import Check, Context, Outcome, register
@@ -18,7 +19,7 @@ class ResumeCheck(Check):
     after = ("resave",)
     needs_case = True
 
-    def applies(self, fmt: Format, entry: dict[str, Any]) -> Optional[str]:
+    def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
         return None if "optimizer" in fmt.holds else f"{fmt.name} holds no optimizer state"
 
     def run(self, ctx: Context) -> Outcome:
