@@ -33,18 +33,48 @@ def app_state(model: nn.Module, optimizer: Any) -> dict[str, Any]:
     return {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
 
 
+class DcpError(RuntimeError):
+    """DCP raised its CheckpointException, which derives from BaseException: re-raised as an Exception so
+    that a failed load is a record, never the end of the run."""
+
+
+def _checked(action: Any, *args: Any, **kwargs: Any) -> Any:
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        return action(*args, **kwargs)
+    except CheckpointException as exc:
+        causes = [f"{type(e).__name__}: {e}" for e in getattr(exc, "failures", {}).values()]
+        raise DcpError("; ".join(causes) or str(exc)) from None
+
+
 def save(state: dict[str, Any], folder: Path) -> None:
     """``dcp.save`` into ``folder`` (no process group: DCP runs as a single writer)."""
     import torch.distributed.checkpoint as dcp
 
-    dcp.save(state, checkpoint_id=str(folder))
+    _checked(dcp.save, state, checkpoint_id=str(folder))
 
 
 def load_into(target: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``dcp.load`` of ``folder`` into ``target`` in place. Unpickles the folder's ``.metadata``."""
+    """``dcp.load`` of ``folder`` into ``target`` in place. Unpickles the folder's ``.metadata``.
+
+    A fresh optimizer's state dict has state for every parameter, while a checkpoint has none for a
+    parameter that never had a gradient; DCP's planner refuses a target key the checkpoint lacks, so
+    optimizer state the checkpoint does not hold is left out of the target first."""
     import torch.distributed.checkpoint as dcp
 
-    dcp.load(target, checkpoint_id=str(folder))
+    saved = set(_checked(dcp.FileSystemReader(str(folder)).read_metadata).state_dict_metadata)
+    state = target.get("optim", {}).get("state", {})
+    for name in list(state):
+        state[name] = {k: v for k, v in state[name].items() if f"optim.state.{name}.{k}" in saved}
+        if not state[name]:
+            del state[name]
+    # the scheduler's keys differ between releases (2.5 has 'verbose', 2.14 '_is_initial'): ask for the
+    # ones the checkpoint holds, so that the scheduler state comes back as it was saved
+    keys = [k[len("scheduler."):] for k in saved if k.startswith("scheduler.")]
+    if "scheduler" in target and keys and not any("." in k for k in keys):
+        target["scheduler"] = {k: None for k in keys}
+    _checked(dcp.load, target, checkpoint_id=str(folder))
     return target
 
 

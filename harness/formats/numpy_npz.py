@@ -25,7 +25,11 @@ class NumpyNpz(Format):
     capabilities = Capabilities(sources=frozenset({"path", "BytesIO"}), container="npz")
 
     def payload(self, prepared: Prepared) -> Any:
-        return prepared.single
+        model = prepared.models["model"]
+        for name, tensor in model.state_dict().items():
+            if tensor.dtype == torch.bfloat16:
+                raise CannotSave(f"numpy has no bfloat16 ({name})")
+        return model
 
     def contents(self, obj: Any) -> Any:
         return obj.state_dict()
@@ -37,8 +41,6 @@ class NumpyNpz(Format):
         for name, tensor in state.items():
             if name in dropped:
                 continue
-            if tensor.dtype == torch.bfloat16:
-                raise CannotSave(f"numpy has no bfloat16 ({name})")
             arrays[name] = tensor.detach().cpu().numpy()
         with open(path, "wb") as stream:
             numpy.savez(stream, **arrays)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import io
+import multiprocessing
+import signal
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -50,20 +52,58 @@ class OnnxModule(nn.Module):
         return _pytree.tree_unflatten(results, _pytree.treespec_loads(self.tree))
 
 
+#: seconds an export may take before it counts as one the exporter cannot do
+EXPORT_TIMEOUT = 600
+
+
+def _export_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Any) -> None:
+    """In the forked child: export and send ``("ok", bytes)`` or ``("refused", reason)``."""
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, inputs, buffer,  # type: ignore[arg-type]  # a file object works too
+                              input_names=[f"input_{i}" for i in range(len(inputs))], **compat.onnx_export_kwargs())
+        out.send(("ok", buffer.getvalue()))
+    except Exception as exc:
+        out.send(("refused", f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"))
+    finally:
+        out.close()
+
+
+def _isolated_export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
+    """Export in a forked child: the TorchScript exporter can kill its process (a SIGFPE on an empty
+    batch through BatchNorm, found by the fuzz property), which must not take produce down with it."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_export_bytes, args=(model, inputs, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(EXPORT_TIMEOUT):
+            raise CannotSave(f"torch.onnx.export did not finish in {EXPORT_TIMEOUT} s")
+        status, value = receive.recv()
+    except EOFError:
+        child.join()
+        code = child.exitcode or 0
+        how = signal.Signals(-code).name if code < 0 else f"exit status {code}"
+        raise CannotSave(f"torch.onnx.export killed the exporting process ({how})") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receive.close()
+    if status != "ok":
+        raise CannotSave(f"torch.onnx.export refuses this model: {value}")
+    return bytes(value)
+
+
 def export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
     """The ``ModelProto`` of ``model`` (eval mode) on ``inputs``; CannotSave when the exporter refuses it."""
     import onnx
     from torch.utils import _pytree
 
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, inputs, buffer,  # type: ignore[arg-type]  # the exporter writes to a file object too
-                              input_names=[f"input_{i}" for i in range(len(inputs))], **compat.onnx_export_kwargs())
-    except Exception as exc:
-        raise CannotSave(f"torch.onnx.export refuses this model: {type(exc).__name__}: {exc}") from None
-    proto = onnx.load_model_from_string(buffer.getvalue())
+    proto = onnx.load_model_from_string(_isolated_export(model, inputs))
     with torch.no_grad():
         _, spec = _pytree.tree_flatten(model(*inputs))
     entry = proto.metadata_props.add()
@@ -89,7 +129,13 @@ class Onnx(Format):
         proto = export(model, inputs)
         with torch.no_grad():
             expected, _ = _flat(model(*inputs))
-        actual, _ = _flat(OnnxModule(proto)(*inputs))
+        try:
+            runner = OnnxModule(proto)
+        except Exception as exc:
+            if "NOT_IMPLEMENTED" not in str(exc):
+                raise
+            raise CannotSave(f"onnxruntime has no kernel for this export: {' '.join(str(exc).split())[:300]}") from None
+        actual, _ = _flat(runner(*inputs))
         if len(actual) != len(expected):
             raise ValueError(f"onnxruntime gives {len(actual)} outputs for the eager model's {len(expected)}")
         worst = max((float((a.double() - e.double()).abs().max())
