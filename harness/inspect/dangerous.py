@@ -148,11 +148,18 @@ def split(qualified: str) -> tuple[str, str]:
     return module, name
 
 
+#: data-only classes under a dangerous prefix that torch's own weights_only allowlist admits once the module is
+#: imported (importing ``torch._dynamo`` registers ``_DimRange``, a plain dataclass of two ints): not dangerous.
+TORCH_ALLOWLISTED_UNDER_DANGEROUS_PREFIX: frozenset[str] = frozenset({"torch._dynamo.decorators._DimRange"})
+
+
 def danger(qualified: str, module: Optional[str] = None, name: Optional[str] = None) -> Optional[str]:
     """Why a global is dangerous, or None. ``module``/``name`` as the pickle spelled them, when known
     (a dotted name like ``InteractiveInterpreter.runcode`` is not split at the right dot otherwise)."""
     if qualified == COMPUTED:
         return "its module or name is computed while unpickling (a getattr/memo trick hides what it imports)"
+    if qualified in TORCH_ALLOWLISTED_UNDER_DANGEROUS_PREFIX:
+        return None
     if module is None or name is None:
         module, name = split(qualified)
     if qualified in DANGEROUS_NAMES or f"{module}.{name}" in DANGEROUS_NAMES:
