@@ -286,6 +286,47 @@ def test_resume_across_environments_with_other_entries_fails(manifest: dict, wor
     assert outcome.status == "fail" and "model.ghost" in outcome.detail
 
 
+class _WithoutRngState:
+    """A format whose training state keeps no RNG state (the tutorial layout)."""
+
+    def __init__(self, fmt: Format) -> None:
+        self._fmt = fmt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+    def resumable(self, obj: Any) -> Any:
+        return dataclasses.replace(self._fmt.resumable(obj), rng_state=None)
+
+
+class _WithDropout:
+    """A case whose models draw dropout masks."""
+
+    def __init__(self, case: Any) -> None:
+        self._case = case
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._case, name)
+
+    def fresh_models(self) -> dict[str, torch.nn.Module]:
+        return {n: torch.nn.Sequential(m, torch.nn.Dropout(0.5)) for n, m in self._case.fresh_models().items()}
+
+
+def test_resume_without_rng_state_is_still_compared_when_nothing_is_random(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    outcome = run("resume", dataclasses.replace(ctx, fmt=_WithoutRngState(ctx.fmt)))
+    assert outcome.status == "pass" and "bitexact: true" in outcome.detail, outcome
+
+
+def test_resume_without_rng_state_and_with_dropout_skips_saying_why(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    ctx = dataclasses.replace(ctx, fmt=_WithoutRngState(ctx.fmt), case=_WithDropout(ctx.case))
+    outcome = run("resume", ctx)
+    assert outcome.status == "skip" and "keeps no RNG state" in outcome.detail, outcome
+    with_rng = run("resume", dataclasses.replace(ctx, fmt=ctx.fmt._fmt))
+    assert with_rng.status != "skip" or "keeps no RNG state" not in with_rng.detail, with_rng
+
+
 def test_resume_without_a_recorded_next_step_skips(manifest: dict, workdir: Path) -> None:
     ctx = with_entry(context(manifest, "tied", "training_checkpoint", workdir), next_step=None)
     outcome = run("resume", ctx)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import compat
+from harness import compat, containers
 from harness.case import CASES
 from harness.formats import FORMATS
 from tests.conftest import index, records, run_cli, tree_state
@@ -49,7 +49,7 @@ def test_manifest_records_environment_and_every_artifact(produced: Path) -> None
                 assert entry["status"] == "skip"
             else:
                 assert entry["status"] == "ok", entry
-                assert (only_env(produced) / entry["file"]).stat().st_size == entry["file_bytes"]
+                assert containers.artifact_bytes(only_env(produced) / entry["file"]) == entry["file_bytes"]
                 tensors = entry["fingerprint"]["tensors"]
                 assert tensors and all({"dtype", "shape", "stride", "share_group", "hash"} <= set(t)
                                        for t in tensors.values())

@@ -14,7 +14,7 @@ import torch
 from harness import compat, cuda_tags
 from harness.checks import Check, Context, Outcome, _devices, failed, passed, register, skipped
 from harness.checks._compare import max_abs_difference
-from harness.checks._resume import judge, restore, resume_one_step, steps_off_cpu, training_state
+from harness.checks._resume import has_dropout, judge, restore, resume_one_step, steps_off_cpu, training_state
 from harness.formats import Format
 
 
@@ -79,8 +79,7 @@ def resume_on_cuda(ctx: Context) -> tuple[Optional[str], str, bool]:
     if reference is None:
         return None, "the producer stored no next step", False
     models = resume_one_step(ctx, training_state(ctx, loaded), "cuda:0")
-    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0
-           for net in models.values() for m in net.modules()):
+    if has_dropout(models):
         return None, "step on cpu after loading onto cuda:0, but dropout draws from the CUDA generator", False
     actual = {f"{n}.{k}": v for n, m in models.items() for k, v in m.state_dict().items()}
     worst, where = max_abs_difference(reference, actual)
