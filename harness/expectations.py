@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 
+from harness.breaks import in_range
 from harness.errors import HarnessError
 
 if sys.version_info >= (3, 11):
@@ -53,17 +53,8 @@ class Expectation:
     def matches(self, record: dict[str, Any]) -> bool:
         """True when the record is one this entry speaks about (whatever its status)."""
         return (all(fnmatch.fnmatchcase(str(record.get(f, "")), getattr(self, f)) for f in PATTERN_FIELDS)
-                and _in_range(record["consumer"]["torch"], self.consumer_torch)
-                and _in_range(record["producer"]["torch"], self.producer_torch))
-
-
-def _in_range(version: str, specifier: str) -> bool:
-    if not specifier:
-        return True
-    try:
-        return Version(Version(version).base_version) in SpecifierSet(specifier)
-    except InvalidVersion:
-        return False  # a torch that is not a release (a local build name): no range speaks of it
+                and in_range(record["consumer"]["torch"], self.consumer_torch)
+                and in_range(record["producer"]["torch"], self.producer_torch))
 
 
 def load(path: Path = DEFAULT_FILE) -> list[Expectation]:
