@@ -317,3 +317,13 @@ def test_dcp_reshards_between_two_gloo_ranks_and_one_process(tmp_path: Path) -> 
     torch.save(other, tmp_path / "other.pt")
     answers = ranks.run_ranks("load", tmp_path / "one", tmp_path / "other.pt")
     assert all(a["differences"] == [".optim.state.0.weight.exp_avg: values differ"] for a in answers), answers
+
+
+@pytest.mark.skipif(bool(compat.onnx_unavailable()), reason=str(compat.onnx_unavailable()))
+def test_onnx_export_refuses_an_empty_batch_without_running_the_exporter() -> None:
+    from harness.formats import onnx_format
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).eval()
+    with pytest.raises(CannotSave, match="zero-size dimension"):
+        onnx_format.export(model, (torch.zeros(0, 3),))
+    assert onnx_format.export(model, (torch.zeros(2, 3),)).graph.node, "a real batch still exports"
