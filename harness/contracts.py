@@ -158,9 +158,10 @@ class FailedCase(_Model):
 
 
 def _case_kind(value: Any) -> str:
+    """The tag of a case section: from a dict's keys when reading, from the model's class when dumping."""
     if isinstance(value, dict):
         return "skipped" if "skip" in value else "failed" if "error" in value else "built"
-    return "built"
+    return "skipped" if isinstance(value, SkippedCase) else "failed" if isinstance(value, FailedCase) else "built"
 
 
 CaseSection = Annotated[Union[Annotated[BuiltCase, Tag("built")], Annotated[SkippedCase, Tag("skipped")],
