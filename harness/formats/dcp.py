@@ -44,7 +44,9 @@ def _checked(action: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return action(*args, **kwargs)
     except CheckpointException as exc:
-        causes = [f"{type(e).__name__}: {e}" for e in getattr(exc, "failures", {}).values()]
+        # a rank's failure is the exception, or (exception, traceback frames) in newer releases
+        failures = [f[0] if isinstance(f, tuple) and f else f for f in getattr(exc, "failures", {}).values()]
+        causes = [f"{type(e).__name__}: {e}" for e in failures]
         raise DcpError("; ".join(causes) or str(exc)) from None
 
 
