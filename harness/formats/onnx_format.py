@@ -50,6 +50,10 @@ class OnnxModule(nn.Module):
         return _pytree.tree_unflatten(results, _pytree.treespec_loads(self.tree))
 
 
+#: how far beyond the case's atol onnxruntime may round before an export counts as wrong rather than imprecise
+ROUNDING_FACTOR = 100
+
+
 def _export_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
     """The exported ONNX bytes of ``model`` on ``inputs``; CannotSave when the exporter refuses it.
 
@@ -113,9 +117,13 @@ class Onnx(Format):
             raise ValueError(f"onnxruntime gives {len(actual)} outputs for the eager model's {len(expected)}")
         worst = max((float((a.double() - e.double()).abs().max())
                      for a, e in zip(actual, expected, strict=True) if a.numel()), default=0.0)
-        if worst > prepared.case.atol:
-            raise CannotSave(f"the export is not faithful here: onnxruntime's outputs differ from the eager model's "
-                             f"by {worst:.3g} (atol {prepared.case.atol:g})")
+        atol = prepared.case.atol
+        if worst > ROUNDING_FACTOR * atol:  # far beyond kernel rounding: the export computes something else
+            raise ValueError(f"onnxruntime's outputs of the export differ from the eager model's by {worst:.3g} "
+                             f"(atol {atol:g})")
+        if worst > atol:  # onnxruntime's kernels round differently from torch's: not held to the case's atol
+            raise CannotSave(f"onnxruntime's outputs differ from the eager model's by {worst:.3g}: beyond the case's "
+                             f"atol {atol:g} but within {ROUNDING_FACTOR}x of it (kernel rounding), so not compared")
         return proto
 
     def save(self, payload: Any, path: Path) -> None:
