@@ -252,6 +252,41 @@ def test_onnx_refusal_is_a_skip_and_a_wrong_export_an_error() -> None:
         onnx_format.OnnxModule.forward = real  # type: ignore[method-assign]
 
 
+@pytest.mark.skipif(bool(compat.onnx_unavailable()), reason=str(compat.onnx_unavailable()))
+def test_onnx_keeps_a_nested_output_structure_in_its_own_encoding() -> None:
+    """The output layout is the harness's JSON, not torch's private pytree format (1.13 has no
+    ``treespec_dumps``; found by the 4-release matrix): a dict of a tuple comes back as one."""
+    from harness.formats import onnx_format
+
+    class Nested(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict:
+            return {"sum": x.sum(-1), "pair": (x * 2, [x - 1])}
+
+    x = torch.arange(6.0).reshape(2, 3)
+    proto = onnx_format.export(Nested(), (x,))
+    layout = {p.key: p.value for p in proto.metadata_props}[onnx_format.OUTPUT_LAYOUT]
+    assert "treespec" not in layout and '"dict"' in layout
+    out = onnx_format.OnnxModule(proto)(x)
+    assert list(out) == ["sum", "pair"] and isinstance(out["pair"], tuple) and isinstance(out["pair"][1], list)
+    assert torch.equal(out["pair"][1][0], x - 1) and torch.equal(out["sum"], x.sum(-1))
+
+
+def test_onnx_output_layout_refuses_a_layout_that_does_not_match_the_outputs() -> None:
+    from harness.formats import onnx_format
+
+    flat = [torch.zeros(1), torch.ones(1)]
+    layout = onnx_format.output_layout((flat[0], {"b": flat[1]}))
+    assert onnx_format.rebuild_outputs(layout, flat)[1]["b"] is flat[1]
+    with pytest.raises(ValueError, match="does not match"):
+        onnx_format.rebuild_outputs(layout, flat[:1])
+    with pytest.raises(ValueError, match="fewer"):
+        onnx_format.rebuild_outputs(layout, flat + [torch.zeros(1)])
+    with pytest.raises(ValueError, match="does not match"):
+        onnx_format.rebuild_outputs({"set": []}, flat)
+    with pytest.raises(CannotSave, match="returns a set"):
+        onnx_format.output_layout(set())
+
+
 # -- the plain training checkpoint -------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -25,8 +26,57 @@ from harness import compat
 from harness.case import Case, Prepared
 from harness.formats import CannotSave, Capabilities, Format, Source, register
 
-#: metadata key holding the eager output's pytree structure (ONNX outputs are a flat list)
-OUTPUT_TREE = "ckpt_harness.output_tree"
+#: metadata key holding the eager output's structure (ONNX outputs are a flat list), as :func:`output_layout` JSON
+OUTPUT_LAYOUT = "ckpt_harness.output_layout"
+
+
+def output_layout(output: Any) -> Any:
+    """The nesting of ``output`` as JSON-able data, tensors replaced by ``"tensor"``: tuples, lists and
+    str-keyed dicts only. The harness's own encoding, not torch's private pytree serialization, which
+    1.13 lacks and whose format changes between releases."""
+    if isinstance(output, torch.Tensor):
+        return "tensor"
+    if isinstance(output, (tuple, list)):
+        return {type(output).__name__: [output_layout(item) for item in output]}
+    if isinstance(output, dict) and all(isinstance(key, str) for key in output):
+        return {"dict": [[key, output_layout(value)] for key, value in output.items()]}
+    raise CannotSave(f"the model returns a {type(output).__name__}: ONNX outputs are tensors in tuples, lists "
+                     "or str-keyed dicts")
+
+
+def flat_outputs(output: Any) -> list[torch.Tensor]:
+    """The tensors of ``output`` in :func:`output_layout` order (the order ONNX lists its outputs)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    values = output.values() if isinstance(output, dict) else output
+    return [tensor for item in values for tensor in flat_outputs(item)]
+
+
+def rebuild_outputs(layout: Any, flat: list[torch.Tensor]) -> Any:
+    """``flat`` nested as ``layout`` says; a ValueError when they disagree (a damaged or foreign file)."""
+    remaining = list(reversed(flat))
+
+    def build(node: Any) -> Any:
+        if node == "tensor":
+            if not remaining:
+                raise ValueError
+            return remaining.pop()
+        if not isinstance(node, dict) or len(node) != 1:
+            raise ValueError
+        (kind, items), = node.items()
+        if kind == "dict":
+            return {str(key): build(value) for key, value in items}
+        if kind not in ("tuple", "list"):
+            raise ValueError
+        return (tuple if kind == "tuple" else list)([build(item) for item in items])
+
+    try:
+        rebuilt = build(layout)
+    except (TypeError, ValueError):
+        raise ValueError(f"the file's output layout does not match its {len(flat)} outputs") from None
+    if remaining:
+        raise ValueError(f"the file's output layout names fewer than its {len(flat)} outputs")
+    return rebuilt
 
 
 class OnnxModule(nn.Module):
@@ -38,16 +88,15 @@ class OnnxModule(nn.Module):
 
         self.session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
-        self.tree = {p.key: p.value for p in proto.metadata_props}.get(OUTPUT_TREE)
+        layout = {p.key: p.value for p in proto.metadata_props}.get(OUTPUT_LAYOUT)
+        self.layout = json.loads(layout) if layout is not None else None
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         flat = {f"input_{i}": x.detach().cpu().numpy() for i, x in enumerate(inputs)}
         results = [torch.from_numpy(r.copy()) for r in self.session.run(None, {n: flat[n] for n in self.names})]
-        if self.tree is None:
+        if self.layout is None:
             return results[0] if len(results) == 1 else tuple(results)
-        from torch.utils import _pytree
-
-        return _pytree.tree_unflatten(results, _pytree.treespec_loads(self.tree))
+        return rebuild_outputs(self.layout, results)
 
 
 #: how far beyond the case's atol onnxruntime may round before an export counts as wrong rather than imprecise
@@ -80,13 +129,12 @@ def _export_bytes(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
 def export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
     """The ``ModelProto`` of ``model`` (eval mode) on ``inputs``; CannotSave when the exporter refuses it."""
     import onnx
-    from torch.utils import _pytree
 
-    proto = onnx.load_model_from_string(_export_bytes(model, inputs))
     with torch.no_grad():
-        _, spec = _pytree.tree_flatten(model(*inputs))
+        layout = output_layout(model(*inputs))
+    proto = onnx.load_model_from_string(_export_bytes(model, inputs))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = OUTPUT_TREE, _pytree.treespec_dumps(spec)
+    entry.key, entry.value = OUTPUT_LAYOUT, json.dumps(layout)
     onnx.checker.check_model(proto)
     return proto
 
@@ -107,9 +155,9 @@ class Onnx(Format):
         inputs = prepared.inputs["model"]
         proto = export(model, inputs)
         with torch.no_grad():
-            expected, _ = _flat(model(*inputs))
+            expected = flat_outputs(model(*inputs))
         try:
-            actual, _ = _flat(OnnxModule(proto)(*inputs))
+            actual = flat_outputs(OnnxModule(proto)(*inputs))
         except Exception as exc:  # no kernel for an op or a dtype (LSTM in double or bfloat16): onnxruntime's limit
             raise CannotSave(f"onnxruntime cannot run this export: {type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:300]}") from None
@@ -145,12 +193,6 @@ class Onnx(Format):
 
     def modules(self, obj: Any, case: Case) -> dict[str, nn.Module]:
         return {"model": OnnxModule(obj)}
-
-
-def _flat(output: Any) -> tuple[list[torch.Tensor], Any]:
-    from torch.utils import _pytree
-
-    return _pytree.tree_flatten(output)
 
 
 register(Onnx())
