@@ -15,16 +15,37 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from harness import containers
 from harness.errors import HarnessError
 from harness.inspect import PICKLE_CONTAINERS, Inspection
 
 WORKER = Path(__file__).resolve().parent / "worker.py"
 
 
+def container_of(inspection: Inspection) -> Optional[containers.Container]:
+    """The container a file is laid out as, from :mod:`harness.containers`: the one inspection named, or for
+    a broken file the one its first bytes claim (a cut-short zip is still torch.save's), or None."""
+    if inspection.loadable:
+        return containers.labelled(inspection.container)
+    path = Path(inspection.path)
+    return containers.identify(path) if path.is_dir() else containers.claiming(containers.head(path))
+
+
 def request_item(inspection: Inspection) -> dict[str, Any]:
-    """What the worker needs to know about one file."""
-    return {"path": str(Path(inspection.path).resolve()), "container": inspection.container,
-            "devices": inspection.devices, "broken": not inspection.loadable}
+    """What the worker needs to know about one file: where it is, which loader reads it, how it was found."""
+    container = container_of(inspection)
+    path = Path(inspection.path).resolve()
+    return {"path": str(path), "container": inspection.container, "devices": inspection.devices,
+            "broken": not inspection.loadable, "loader": container.loader if container else None,
+            "pickled": bool(container and container.pickled),
+            "args": container.loader_args(path) if container else {},
+            "why": f"{inspection.container}: {inspection.detail}",
+            "needs_imports": needs_imports(inspection)}
+
+
+def needs_imports(inspection: Inspection) -> bool:
+    """The file names classes that are on no list (the user's own code) or from a script's ``__main__``."""
+    return bool(inspection.suspicious_globals) or any(g.startswith("__main__.") for g in inspection.globals)
 
 
 def main_globals(inspections: list[Inspection]) -> list[str]:
@@ -60,9 +81,6 @@ def run_release(python: Path, release: str, inspections: list[Inspection], impor
 
 def _parse(release: str, lines: list[dict[str, Any]], expected: int,
            stderr: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    if lines and "import_error" in lines[0]:
-        raise HarnessError(f"torch {release}: --import failed: {lines[0]['import_error']} (modules are imported "
-                           "from the release's environment and the --path folders only)")
     header = lines[0] if lines else {}
     environment: Optional[dict[str, Any]] = header.get("environment")
     if environment is None:

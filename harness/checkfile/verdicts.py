@@ -17,7 +17,9 @@ from harness.inspect import BROKEN, CORRUPT, NOT_A_CHECKPOINT, OVER_LIMITS, TRUN
 from harness.inspect.dangerous import danger
 from harness.inspect.structure import PREFIXES
 
-PRIMARY = ("default", "weights_only", "torch.jit.load", "torch.export.load", "safetensors.load_file")
+#: the loads that decide a verdict, in order (mode names of harness/checkfile/loaders.py)
+PRIMARY = ("default", "weights_only", "torch.jit.load", "torch.export.load", "safetensors.load_file", "dcp.load",
+           "onnxruntime", "onnx.checker", "numpy.load")
 
 
 @dataclasses.dataclass
@@ -98,6 +100,8 @@ def headline(inspection: Inspection, result: dict[str, Any], ok: bool) -> str:
         return f"dangerous: names {', '.join(inspection.dangerous_globals)} (loaded with weights_only=True only)"
     if inspection.container == OVER_LIMITS:
         return "not tried (the inspection stopped at a limit)"
+    if result.get("import_error"):
+        return f"not tried: {result['import_error']}"
     if ok:
         return LOADS
     if (result.get("verified_fix") or {}).get("status") == "loads":
@@ -107,6 +111,8 @@ def headline(inspection: Inspection, result: dict[str, Any], ok: bool) -> str:
     skipped = [m for m in ("default", "unsafe") if loads.get(m, {}).get("status") == "skip"]
     if inspection.loadable and skipped and not any(r["status"] == "pass" for r in loads.values()):
         return f"not tried ({loads[skipped[-1]]['message']})"
+    if inspection.loadable and loads and all(r["status"] == "skip" for r in loads.values()):
+        return f"not tried ({next(iter(loads.values()))['message']})"
     return FAILS
 
 

@@ -2,13 +2,18 @@
 
 Run as a script with the release's own interpreter (``python worker.py REQUEST.json``), so it
 needs nothing but the standard library and torch: the harness's feature probes are loaded from
-``harness/compat.py`` by path. The request names the files, how each is loaded (from the
-inspection), the modules to import first and whether full unpickling is allowed. Each file's
+``harness/compat.py`` by path, the loaders from ``harness/checkfile/loaders.py``. The request names
+the files, the loader of each (chosen on the harness's side by :mod:`harness.containers`: nothing
+here looks at a file's bytes), the modules to import first and whether full unpickling is allowed. Each file's
 result is one JSON line in the request's ``out`` file; ``progress N`` lines go to stdout.
 
 Safety: ``weights_only=False`` runs whatever code the pickle names. The worker uses it (and a
 release's default ``torch.load`` where that default is a full unpickle, as before 2.6) only when
 the request says ``allow_unsafe`` (``ckpt-harness check --allow-unsafe``).
+
+An ``--import`` module that fails to import is the verdict of each file that needs the user's code
+(one naming classes no list knows): "not tried: --import X failed in torch Y: <error>"; the other
+files are loaded as usual.
 """
 
 from __future__ import annotations
@@ -25,14 +30,18 @@ from typing import Any, Callable, Optional
 
 COMPAT = Path(__file__).resolve().parents[1] / "compat.py"
 SAFEGLOBALS = Path(__file__).resolve().parent / "safeglobals.py"
-UNSAFE_SKIP = ("weights_only=False executes code named in the file's pickle: pass --allow-unsafe to try it, "
-               "only for a file you trust")
+LOADERS = Path(__file__).resolve().parent / "loaders.py"
 
 
 def load_compat(path: Path = COMPAT, name: str = "_harness_compat") -> Any:
     """``harness/compat.py`` (or another stdlib+torch module) by path: the harness may not be installed here."""
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -53,10 +62,17 @@ INFORMATIVE = re.compile(r"(Unsupported global: GLOBAL \S+|Can only build[^\n]*|
                          r"Trying to [^\n]*)")
 
 
-def import_user_modules(names: list[str], main_globals: list[str]) -> list[str]:
-    """Import ``--import`` modules; make ``__main__.X`` globals the file names resolvable from them."""
+def import_user_modules(names: list[str], main_globals: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Import ``--import`` modules; make ``__main__.X`` globals the file names resolvable from them.
+
+    Returns the notes and, per module that failed to import, its error (one line)."""
     notes = []
-    modules = [importlib.import_module(name) for name in names]
+    modules, failed = [], {}
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except Exception as exc:
+            failed[name] = describe(exc)
     main = sys.modules["__main__"]
     for qualified in main_globals:
         attribute = qualified.split(".", 1)[1]
@@ -64,7 +80,7 @@ def import_user_modules(names: list[str], main_globals: list[str]) -> list[str]:
             if hasattr(module, attribute) and not hasattr(main, attribute):
                 setattr(main, attribute, getattr(module, attribute))
                 notes.append(f"__main__.{attribute} taken from {module.__name__}")
-    return notes
+    return notes, failed
 
 
 def map_location_for(devices: list[str], torch: Any) -> Optional[str]:
@@ -79,32 +95,12 @@ def map_location_for(devices: list[str], torch: Any) -> Optional[str]:
 
 def load_modes(item: dict[str, Any], compat: Any, allow_unsafe: bool, map_location: Optional[str]
                ) -> dict[str, Callable[[], Any] | str]:
-    """Mode name → a loader, or the reason the mode is skipped."""
-    import torch
-
-    path, container = item["path"], item["container"]
-    if container == "torchscript":
-        return {"torch.jit.load": lambda: torch.jit.load(path, map_location=map_location)}
-    if container == "export_pt2":
-        reason = compat.has_torch_export_save()
-        return {"torch.export.load": reason or (lambda: torch.export.load(path))}
-    if container == "safetensors":
-        module, reason = compat.import_optional("safetensors.torch")
-        return {"safetensors.load_file": reason or (lambda: module.load_file(path, device=map_location or "cpu"))}
-
-    def torch_load(weights_only: Optional[bool]) -> Callable[[], Any]:
-        return lambda: torch.load(path, **compat.torch_load_kwargs(weights_only, map_location))
-
-    modes: dict[str, Callable[[], Any] | str] = {}
-    default_is_unsafe = compat.default_weights_only() is not True
-    modes["default"] = (f"this release's default torch.load is a full unpickle; {UNSAFE_SKIP}"
-                        if default_is_unsafe and not allow_unsafe else torch_load(None))
-    modes["weights_only"] = (torch_load(True) if compat.has_weights_only()
-                             else "this torch.load has no weights_only parameter")
-    if item.get("broken"):  # tried the safe way only, to show this release's own error message
-        return {"weights_only": modes["weights_only"]}
-    modes["unsafe"] = torch_load(False) if allow_unsafe else UNSAFE_SKIP
-    return modes
+    """Mode name → a loader, or the reason the mode is skipped (the item's loader, see loaders.py)."""
+    loaders = load_compat(LOADERS, "_harness_loaders")
+    request = loaders.Request(item["path"], compat, allow_unsafe, map_location, bool(item.get("broken")),
+                              item.get("args") or {})
+    found: dict[str, Callable[[], Any] | str] = loaders.modes(item.get("loader"), request, item.get("why", ""))
+    return found
 
 
 def run_mode(loader: Callable[[], Any] | str) -> dict[str, Any]:
@@ -122,20 +118,27 @@ def run_mode(loader: Callable[[], Any] | str) -> dict[str, Any]:
     return {"status": status, "message": message, "warnings": seen}
 
 
-def check_file(item: dict[str, Any], compat: Any, allow_unsafe: bool) -> dict[str, Any]:
+def check_file(item: dict[str, Any], compat: Any, allow_unsafe: bool,
+               import_failed: Optional[dict[str, str]] = None) -> dict[str, Any]:
     import contextlib
 
     import torch
 
     map_location = map_location_for(item.get("devices", []), torch)
+    modes = load_modes(item, compat, allow_unsafe, map_location)
+    if import_failed and item.get("needs_imports"):
+        failure = "; ".join(f"--import {name} failed in torch {torch.__version__}: {error}"
+                            for name, error in import_failed.items())
+        return {"path": item["path"], "map_location": map_location, "needs_globals": None, "verified_fix": None,
+                "import_error": failure, "loads": {mode: run_mode(f"not tried: {failure}") for mode in modes}}
     loads = {}
-    for mode, loader in load_modes(item, compat, allow_unsafe, map_location).items():
+    for mode, loader in modes.items():
         # without --allow-unsafe no loader reaches a full unpickle, not even one that falls back to it by
         # itself (torch.export.load does): every torch.load inside is weights_only
         with contextlib.nullcontext() if allow_unsafe else compat.RefuseFullUnpickle():
             loads[mode] = run_mode(loader)
     needs = None
-    if item["container"] == "zip" and any(r["status"] == "fail" for r in loads.values()):
+    if item.get("pickled") and any(r["status"] == "fail" for r in loads.values()):
         needs = compat.unsafe_globals(item["path"])
     return {"path": item["path"], "map_location": map_location, "loads": loads, "needs_globals": needs,
             "verified_fix": verified_fix(item, loads, needs, map_location)}
@@ -146,7 +149,7 @@ def verified_fix(item: dict[str, Any], loads: dict[str, Any], needs: Optional[li
     """Where weights_only refused a pickle: the allowlist that makes it load here, searched and run (or why not)."""
     refused = [r for m, r in loads.items() if m in ("default", "weights_only") and r["status"] == "fail"
                and "eights only load failed" in r["message"]]
-    if item.get("broken") or item["container"] not in ("zip", "legacy") or not refused:
+    if item.get("broken") or not item.get("pickled") or not refused:
         return None
     return load_compat(SAFEGLOBALS, "_harness_safeglobals").verify(item["path"], map_location, needs)
 
@@ -166,14 +169,10 @@ def main(request_path: str) -> int:
     sys.path[:0] = [path for path in request.get("paths", []) if path not in sys.path]
     compat = load_compat()
     with open(request["out"], "w") as out:
-        try:
-            notes = import_user_modules(request.get("imports", []), request.get("main_globals", []))
-        except Exception as exc:
-            out.write(json.dumps({"import_error": describe(exc)}) + "\n")
-            return 0
+        notes, failed = import_user_modules(request.get("imports", []), request.get("main_globals", []))
         out.write(json.dumps({"environment": environment(compat), "notes": notes}) + "\n")
         for n, item in enumerate(request["files"], 1):
-            out.write(json.dumps(check_file(item, compat, request.get("allow_unsafe", False))) + "\n")
+            out.write(json.dumps(check_file(item, compat, request.get("allow_unsafe", False), failed)) + "\n")
             out.flush()
             print(f"progress {n}", flush=True)
     return 0

@@ -31,10 +31,31 @@ class Container:
     description: str = ""
     #: the artifact is a folder of files rather than one file
     folder: bool = False
+    #: the name inspection and ``check`` report the container by, where it is not ``name``
+    shown_as: str = ""
+    #: the loader ``check --torch`` reads it with (a key of :data:`harness.checkfile.loaders.LOADERS`);
+    #: None where no loader of a torch release reads it
+    loader: Optional[str] = None
+    #: a torch pickle: the weights_only question (allowlists, unsafe globals) applies
+    pickled: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name inspection and ``check`` report (``zip`` for torch.save's zip, ``export_pt2``...)."""
+        return self.shown_as or self.name
 
     def recognises(self, path: Path) -> bool:
         """Whether ``path`` is laid out as this container (intact enough to say so)."""
         raise NotImplementedError
+
+    def claims(self, head: bytes) -> bool:
+        """Whether a file's first bytes (up to 512) say it is this layout, intact or not: a truncated or
+        corrupt file is still claimed by the container its writer meant. Only one container claims any head."""
+        return False
+
+    def loader_args(self, path: Path) -> dict[str, str]:
+        """What the loader needs besides the path (names inside the layout), as plain strings."""
+        return {}
 
     def tensor_bytes(self, path: Path) -> int:
         """Bytes of tensor data the artifact stores (the whole size where the layout cannot tell)."""
@@ -60,6 +81,16 @@ def identify(path: Path) -> Optional[Container]:
         if container.folder == path.is_dir() and container.recognises(path):
             return container
     return None
+
+
+def claiming(head_bytes: bytes) -> Optional[Container]:
+    """The container whose first bytes ``head_bytes`` are (intact or not), or None."""
+    return next((c for c in CONTAINERS if c.claims(head_bytes)), None)
+
+
+def labelled(label: str) -> Optional[Container]:
+    """The container inspection reports as ``label`` (see :attr:`Container.label`), or None."""
+    return next((c for c in CONTAINERS if c.label == label), None)
 
 
 def get(name: str) -> Container:

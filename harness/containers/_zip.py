@@ -9,24 +9,59 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Iterable, Optional
 
 from harness.containers import head
 
 LOCAL_HEADER = b"PK\x03\x04"
 
 
+#: the record naming the older (≤ 2.7) torch.export layout: a JSON program beside torch.save'd state
+EXPORT_PROGRAM = "serialized_exported_program.json"
+
+
+def claims(first: bytes) -> bool:
+    """The bytes start with a zip local header (the archive may still be cut short or damaged)."""
+    return first.startswith(LOCAL_HEADER)
+
+
+def has_directory(path: Path) -> bool:
+    """The archive's end-of-central-directory record is there (a zip cut short has none)."""
+    return zipfile.is_zipfile(path)
+
+
 def is_zip(path: Path) -> bool:
     """A regular file that starts with a zip local header and has a readable central directory."""
-    return head(path, 4) == LOCAL_HEADER and zipfile.is_zipfile(path)
+    return claims(head(path, 4)) and has_directory(path)
+
+
+def inside(names: list[str]) -> dict[str, str]:
+    """Record names with the archive's root folder removed (``archive/data.pkl`` → ``data.pkl``) → full names."""
+    root = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
+    return {(n[len(root):] if n.startswith(root) else n): n for n in names}
 
 
 def records(path: Path) -> dict[str, zipfile.ZipInfo]:
-    """The archive's records by name with the archive's root folder removed (``archive/data.pkl`` → ``data.pkl``)."""
+    """The archive's records by name with the archive's root folder removed (see :func:`inside`)."""
     with zipfile.ZipFile(path) as archive:
-        infos = archive.infolist()
-    names = [i.filename for i in infos]
-    root = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
-    return {(i.filename[len(root):] if i.filename.startswith(root) else i.filename): i for i in infos}
+        infos = {i.filename: i for i in archive.infolist()}
+    return {short: infos[full] for short, full in inside(list(infos)).items()}
+
+
+def kind(names: Iterable[str]) -> Optional[str]:
+    """Which zip container record names (root removed) make: torchscript, pt2, torch_zip, npz, or None.
+
+    Exclusive by construction: a TorchScript archive also holds ``data.pkl`` and is TorchScript only."""
+    names = set(names)
+    if is_torchscript(names):
+        return "torchscript"
+    if is_export(names):
+        return "pt2"
+    if "data.pkl" in names:
+        return "torch_zip"
+    if names and all(name.endswith(".npy") for name in names):
+        return "npz"
+    return None
 
 
 def tensor_record(name: str) -> bool:
@@ -39,10 +74,18 @@ def tensor_bytes(path: Path) -> int:
     return sum(i.file_size for name, i in records(path).items() if tensor_record(i.filename))
 
 
-def is_torchscript(names: dict[str, zipfile.ZipInfo]) -> bool:
+def is_torchscript(names: Iterable[str]) -> bool:
+    """TorchScript's records: ``constants.pkl`` and ``code/``."""
+    names = set(names)
     return "constants.pkl" in names and any(n.startswith("code/") for n in names)
 
 
-def is_export(names: dict[str, zipfile.ZipInfo]) -> bool:
-    return ("archive_format" in names or any(n.startswith("models/") for n in names)
-            or "serialized_exported_program.json" in names)
+def is_export(names: Iterable[str]) -> bool:
+    """torch.export's records: the PT2 archive (``archive_format``, ``models/``) or the older layout."""
+    names = set(names)
+    return "archive_format" in names or any(n.startswith("models/") for n in names) or EXPORT_PROGRAM in names
+
+
+def is_kind(path: Path, name: str) -> bool:
+    """``path`` is a readable zip whose records make the container ``name`` (see :func:`kind`)."""
+    return is_zip(path) and kind(records(path)) == name

@@ -26,6 +26,7 @@ class DcpFolder(Container):
     name = "dcp"
     description = "torch.distributed.checkpoint folder (.metadata pickle + __<rank>_<n>.distcp data files)"
     folder = True
+    loader = "dcp"
 
     def recognises(self, path: Path) -> bool:
         return (Path(path) / METADATA).is_file() and bool(data_files(path))

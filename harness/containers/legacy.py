@@ -41,15 +41,20 @@ def pickle_spans(stream: BinaryIO, count: int = PICKLES) -> list[tuple[int, int]
 class LegacyStream(Container):
     name = "legacy"
     description = "torch.save legacy stream (five pickles, then raw storages)"
+    loader = "torch.load"
+    pickled = True
 
-    def recognises(self, path: Path) -> bool:
-        first = head(path, 64)
-        if not first.startswith(b"\x80"):
+    def claims(self, head: bytes) -> bool:
+        """The first pickle is torch's magic number (any pickle protocol; the rest may be cut short)."""
+        if not head.startswith(b"\x80"):
             return False
         try:
-            return _PlainData(io.BytesIO(first)).load() == MAGIC
+            return _PlainData(io.BytesIO(head)).load() == MAGIC
         except Exception:
             return False
+
+    def recognises(self, path: Path) -> bool:
+        return self.claims(head(path, 64))
 
     def tensor_bytes(self, path: Path) -> int:
         """Bytes of storage data, read without unpickling the object: the file after the key list,

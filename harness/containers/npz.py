@@ -11,11 +11,10 @@ class NpzArchive(Container):
     name = "npz"
     description = "numpy .npz archive (a zip of .npy arrays)"
 
+    loader = "numpy.load"
+
     def recognises(self, path: Path) -> bool:
-        if not _zip.is_zip(path):
-            return False
-        names = list(_zip.records(path))
-        return bool(names) and all(name.endswith(".npy") for name in names)
+        return _zip.is_kind(path, self.name)
 
     def tensor_bytes(self, path: Path) -> int:
         import numpy

@@ -27,6 +27,7 @@ def parse(path: Path) -> Any:
 class OnnxModel(Container):
     name = "onnx"
     description = "ONNX ModelProto (protobuf graph with initializers)"
+    loader = "onnx"
 
     def recognises(self, path: Path) -> bool:
         if not head(path, 1) == FIRST_BYTE:

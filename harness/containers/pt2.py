@@ -12,8 +12,11 @@ class ExportArchive(Container):
     name = "pt2"
     description = "torch.export .pt2 zip archive"
 
+    shown_as = "export_pt2"
+    loader = "torch.export.load"
+
     def recognises(self, path: Path) -> bool:
-        return _zip.is_zip(path) and _zip.is_export(_zip.records(path)) and not _zip.is_torchscript(_zip.records(path))
+        return _zip.is_kind(path, self.name)
 
     def tensor_bytes(self, path: Path) -> int:
         return _zip.tensor_bytes(path)

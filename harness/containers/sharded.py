@@ -92,9 +92,13 @@ class ShardedSafeTensors(Container):
     name = "sharded_safetensors"
     description = "Hugging Face sharded safetensors folder (model-0000k-of-0000n.safetensors + index.json)"
     folder = True
+    loader = "sharded_safetensors"
 
     def recognises(self, path: Path) -> bool:
         return (Path(path) / INDEX_NAME).is_file()
+
+    def loader_args(self, path: Path) -> dict[str, str]:
+        return {"index": INDEX_NAME}
 
     def tensor_bytes(self, path: Path) -> int:
         return sum(single.SAFETENSORS.tensor_bytes(Path(path) / shard) for shard in shards(path))

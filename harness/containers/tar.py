@@ -15,8 +15,11 @@ class TarArchive(Container):
     name = "tar"
     description = "tar archive (ustar/GNU)"
 
+    def claims(self, head: bytes) -> bool:
+        return head[MAGIC_OFFSET:MAGIC_OFFSET + 5] == b"ustar"
+
     def recognises(self, path: Path) -> bool:
-        return head(path, MAGIC_OFFSET + 8)[MAGIC_OFFSET:MAGIC_OFFSET + 5] == b"ustar"
+        return self.claims(head(path, MAGIC_OFFSET + 8))
 
     def tensor_bytes(self, path: Path) -> int:
         return sum(m.size for m in members(path))

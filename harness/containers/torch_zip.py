@@ -12,12 +12,16 @@ from harness.containers import Container, ContainerError, _zip, register
 class TorchZip(Container):
     name = "torch_zip"
     description = "torch.save zip container (data.pkl and data/<key> records)"
+    shown_as = "zip"
+    loader = "torch.load"
+    pickled = True
 
     def recognises(self, path: Path) -> bool:
-        if not _zip.is_zip(path):
-            return False
-        names = _zip.records(path)
-        return "data.pkl" in names and not _zip.is_torchscript(names) and not _zip.is_export(names)
+        return _zip.is_kind(path, self.name)
+
+    def claims(self, head: bytes) -> bool:
+        """Every zip is claimed by torch.save's (the others are recognised by their records, intact)."""
+        return _zip.claims(head)
 
     def tensor_bytes(self, path: Path) -> int:
         return _zip.tensor_bytes(path)

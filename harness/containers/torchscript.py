@@ -11,8 +11,10 @@ class TorchScriptArchive(Container):
     name = "torchscript"
     description = "TorchScript zip archive (code/, constants.pkl, data.pkl, data/)"
 
+    loader = "torch.jit.load"
+
     def recognises(self, path: Path) -> bool:
-        return _zip.is_zip(path) and _zip.is_torchscript(_zip.records(path))
+        return _zip.is_kind(path, self.name)
 
     def tensor_bytes(self, path: Path) -> int:
         return _zip.tensor_bytes(path)

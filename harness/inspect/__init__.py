@@ -20,6 +20,9 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from harness.containers.legacy import LEGACY
+from harness.containers.torch_zip import TORCH_ZIP
+
 if TYPE_CHECKING:
     from harness.inspect.limits import Limits
 
@@ -28,8 +31,8 @@ TRUNCATED = "truncated"
 CORRUPT = "corrupt"
 #: the file asks for more than the inspection limits allow (a bomb, or a file too big to inspect)
 OVER_LIMITS = "over limits"
-#: containers ``torch.load`` reads (the weights_only question applies to them)
-PICKLE_CONTAINERS = ("zip", "legacy")
+#: containers ``torch.load`` reads (the weights_only question applies to them), as inspection names them
+PICKLE_CONTAINERS = (TORCH_ZIP.label, LEGACY.label)
 #: containers whose file cannot be loaded at all (or, over the limits, is not handed to a loader)
 BROKEN = (NOT_A_CHECKPOINT, TRUNCATED, CORRUPT, OVER_LIMITS)
 

@@ -18,6 +18,15 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
 
+from harness import containers
+from harness.containers import _zip
+from harness.containers import legacy as legacy_container
+from harness.containers import safetensors as safetensors_container
+from harness.containers.legacy import LEGACY
+from harness.containers.npz import NPZ
+from harness.containers.pt2 import PT2
+from harness.containers.torch_zip import TORCH_ZIP
+from harness.containers.torchscript import TORCHSCRIPT
 from harness.inspect import (
     CORRUPT,
     NOT_A_CHECKPOINT,
@@ -40,17 +49,10 @@ from harness.inspect.pickled import (
 Detector = Callable[[Path, bytes, int, Budget], Optional[Inspection]]
 DETECTORS: list[Detector] = []
 
-#: the number ``torch.save`` writes first in a legacy (pre-zip) stream
-LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: torch.export's schema ScalarType codes (torch/_export/serde/schema.py) → dtype names
 EXPORT_DTYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
                  8: "float64", 9: "complex32", 10: "complex64", 11: "complex128", 12: "bool", 13: "bfloat16"}
 
-#: safetensors dtype names → torch dtype names
-SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-                      "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-                      "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64", "U16": "uint16",
-                      "U32": "uint32", "U64": "uint64"}
 
 
 def detector(function: Detector) -> Detector:
@@ -64,7 +66,7 @@ def detector(function: Detector) -> Detector:
 @detector
 def safetensors(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """8-byte little-endian header length, then a JSON header, then the tensor bytes."""
-    if len(head) < 9 or head[8:9] != b"{":
+    if not safetensors_container.claims(head):
         return None
     (header_len,) = struct.unpack("<Q", head[:8])
     found = Inspection(str(path), size, "safetensors", "safetensors (JSON header, no pickle)")
@@ -80,15 +82,15 @@ def safetensors(path: Path, head: bytes, size: int, budget: Budget) -> Optional[
         header = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         return _broken(found, CORRUPT, f"safetensors header is not JSON: {type(exc).__name__}: {str(exc)[:120]}")
-    problem = _safetensors_problem(header)
+    problem = safetensors_container.header_problem(header)
     if problem:
         return _broken(found, CORRUPT, f"safetensors header: {problem}")
-    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    tensors = safetensors_container.tensors(header)
     end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
-    found.records = {"metadata": json.dumps(header.get("__metadata__") or {})[:200]}
+    found.records = {"metadata": json.dumps(header.get(safetensors_container.METADATA) or {})[:200]}
     found.tensors = len(tensors)
     found.devices = ["cpu"] if tensors else []
-    found.dtypes = _count(SAFETENSORS_DTYPES.get(v["dtype"], v["dtype"]) for v in tensors.values())
+    found.dtypes = _count(safetensors_container.DTYPES.get(v["dtype"], v["dtype"]) for v in tensors.values())
     found.bytes = sum(v["data_offsets"][1] - v["data_offsets"][0] for v in tensors.values())
     found.structure = shapes.STATE_DICT
     found.prefixes = shapes.prefixes([list(tensors)])
@@ -99,78 +101,57 @@ def safetensors(path: Path, head: bytes, size: int, budget: Budget) -> Optional[
     return found
 
 
-def _safetensors_problem(header: Any) -> Optional[str]:
-    """What is wrong with a parsed safetensors header (the format's own rules), or None."""
-    if not isinstance(header, dict):
-        return f"a JSON {type(header).__name__}, not an object"
-    metadata = header.get("__metadata__")
-    if metadata is not None and not (isinstance(metadata, dict)
-                                     and all(isinstance(v, str) for v in metadata.values())):
-        return "__metadata__ is not an object of strings"
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        label = repr(name[:80])
-        if not isinstance(entry, dict):
-            return f"tensor {label} is a JSON {type(entry).__name__}, not an object"
-        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if not isinstance(dtype, str):
-            return f"tensor {label} has no string dtype"
-        if not isinstance(shape, list) or not all(_natural(n) for n in shape):
-            return f"tensor {label} has a shape that is not a list of non-negative integers"
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_natural(n) for n in offsets)
-                and offsets[0] <= offsets[1]):
-            return f"tensor {label} has data_offsets that are not [begin, end] with 0 <= begin <= end"
-    return None
-
-
-def _natural(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 # -- zip archives: torch.save, TorchScript, torch.export -----------------------------------
 
 @detector
 def zip_archive(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """Any zip: a torch.save zip, a TorchScript archive or a torch.export program; or a broken one."""
-    if not head.startswith(b"PK\x03\x04"):
+    if not _zip.claims(head):
         return None
-    found = Inspection(str(path), size, "zip")
-    if not zipfile.is_zipfile(path):
+    found = Inspection(str(path), size, TORCH_ZIP.label)
+    if not _zip.has_directory(path):
         return _broken(found, TRUNCATED, "zip archive without its end-of-central-directory record "
                                          "(the file was cut short, e.g. an interrupted save or copy)")
     try:
         with zipfile.ZipFile(path) as archive:
-            return _zip_contents(found, archive, budget)
+            return _zip_contents(found, archive, budget, path)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError) as exc:
         return _broken(found, CORRUPT, f"zip archive does not read: {exc}")
 
 
-def _zip_contents(found: Inspection, archive: zipfile.ZipFile, budget: Budget) -> Inspection:
+def _zip_contents(found: Inspection, archive: zipfile.ZipFile, budget: Budget,
+                  path: Optional[Path] = None) -> Inspection:
     names = archive.namelist()
-    root = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
-    inside = {n[len(root):] if n.startswith(root) else n: n for n in names}
+    inside = _zip.inside(names)
     for key in ("version", ".data/version", "byteorder", ".format_version", "archive_format", "archive_version"):
         if key in inside and archive.getinfo(inside[key]).file_size < 64:
             text = read_entry(archive, inside[key], 64).decode("utf-8", "replace").strip()
             found.records[key.lstrip(".").replace("data/", "")] = text
-    if "constants.pkl" in inside and any(n.startswith("code/") for n in inside):
-        return _torchscript(found, archive, inside, budget)
-    if "archive_format" in inside or any(n.startswith("models/") for n in inside):
-        return _export_archive(found, archive, inside, budget)
-    if "serialized_exported_program.json" in inside:
-        return _export_legacy(found, archive, inside, budget)
-    if "data.pkl" in inside:
-        found.detail = f"torch.save zip container (version {found.records.get('version', '?')})"
-        try:
-            skeleton = _pickle_into(found, _read_pickle(archive, inside["data.pkl"], budget), budget)
-        except PickleFailed as exc:
-            return _broken(found, CORRUPT, f"data.pkl: {exc}")
-        _check_zip_storages(found, archive, inside, list(skeleton.storages.values()))
-        return found
-    found.container = "not a checkpoint"
+    kind = _zip.kind(inside)
+    if kind == "npz" and path is not None:
+        return _foreign(found, NPZ, path, budget)
+    if kind in ZIP_READERS:
+        return ZIP_READERS[kind](found, archive, inside, budget)
+    found.container = NOT_A_CHECKPOINT
     found.detail = f"a zip archive without data.pkl ({len(names)} entries)"
     return found
+
+
+def _torch_save_zip(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str],
+                    budget: Budget) -> Inspection:
+    found.detail = f"torch.save zip container (version {found.records.get('version', '?')})"
+    try:
+        skeleton = _pickle_into(found, _read_pickle(archive, inside["data.pkl"], budget), budget)
+    except PickleFailed as exc:
+        return _broken(found, CORRUPT, f"data.pkl: {exc}")
+    _check_zip_storages(found, archive, inside, list(skeleton.storages.values()))
+    return found
+
+
+def _export(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
+    """The PT2 archive, or the older layout (a JSON program beside torch.save'd state)."""
+    pt2_archive = "archive_format" in inside or any(n.startswith("models/") for n in inside)
+    return (_export_archive if pt2_archive else _export_legacy)(found, archive, inside, budget)
 
 
 def _read_pickle(archive: zipfile.ZipFile, name: str, budget: Budget) -> bytes:
@@ -182,7 +163,7 @@ def _read_small(archive: zipfile.ZipFile, name: str, budget: Budget) -> bytes:
 
 
 def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
-    found.container = "torchscript"
+    found.container = TORCHSCRIPT.label
     found.detail = "TorchScript archive (torch.jit.save): load it with torch.jit.load"
     found.structure = "TorchScript module"
     storages: dict[str, StorageRef] = {}
@@ -208,7 +189,7 @@ def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, 
 
 
 def _export_archive(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
-    found.container = "export_pt2"
+    found.container = PT2.label
     found.detail = f"torch.export PT2 archive (format {found.records.get('archive_format', '?')}): torch.export.load"
     found.structure = "exported program"
     metas: list[dict[str, Any]] = []
@@ -246,7 +227,7 @@ def _short(value: Any) -> str:
 
 def _export_legacy(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
     """torch.export.save before the PT2 archive (≤ 2.7): a JSON program plus torch.save'd state."""
-    found.container = "export_pt2"
+    found.container = PT2.label
     found.detail = (f"torch.export program, pre-PT2 layout (schema {found.records.get('version', '?')}): "
                     "torch.export.load")
     found.structure = "exported program"
@@ -261,10 +242,10 @@ def _export_legacy(found: Inspection, archive: zipfile.ZipFile, inside: dict[str
 
 def _nested_torch_save(data: bytes, budget: Budget) -> Optional[Inspection]:
     """Inspect ``torch.save`` bytes kept inside another archive."""
-    if data.startswith(b"PK\x03\x04"):
+    if _zip.claims(data):
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as inner:
-                return _zip_contents(Inspection("<nested>", len(data), "zip"), inner, budget)
+                return _zip_contents(Inspection("<nested>", len(data), TORCH_ZIP.label), inner, budget)
         except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, ValueError):
             return None
     return None
@@ -296,15 +277,15 @@ def _plain_data(stream: BinaryIO, size: int, budget: Budget) -> Any:
 @detector
 def legacy(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """Magic number, protocol version and sys_info pickles, the object pickle, storage keys, storage data."""
-    if not head.startswith(b"\x80\x02\x8a\x0a"):
+    if not LEGACY.claims(head):
         return None
     with open(path, "rb") as stream:
         try:
-            if _plain_data(stream, size, budget) != LEGACY_MAGIC:
+            if _plain_data(stream, size, budget) != legacy_container.MAGIC:
                 return None
         except (PickleFailed, PickleOverLimits):
             return None
-        found = Inspection(str(path), size, "legacy", "legacy torch.save stream (before torch 1.6, or "
+        found = Inspection(str(path), size, LEGACY.label, "legacy torch.save stream (before torch 1.6, or "
                                                      "_use_new_zipfile_serialization=False)")
         try:
             found.records["version"] = _short(_plain_data(stream, size, budget))
@@ -392,24 +373,27 @@ def _merge(old: list[str], new: list[str]) -> list[str]:
     return old + [n for n in new if n not in old]
 
 
-# -- containers recognised by harness.containers alone (ONNX; sharded safetensors and DCP folders) ------
+# -- containers recognised by harness.containers alone (ONNX, npz, tar; sharded safetensors and DCP folders) --
 
 @detector
 def recognised_elsewhere(path: Path, head: bytes, size: int, budget: Budget) -> Optional[Inspection]:
     """A container :mod:`harness.containers` recognises that no pickle-reading detector above covers."""
-    from harness import containers
-
     found = containers.identify(path)
     if found is None or found.name not in FOREIGN:
         return None
-    inspection = Inspection(str(path), size, found.name, found.description)
-    problems = found.problems(path)
+    return _foreign(Inspection(str(path), size, found.label), found, path, budget)
+
+
+def _foreign(inspection: Inspection, container: containers.Container, path: Path, budget: Budget) -> Inspection:
+    """Fill an inspection from the container module: its problems, tensor bytes and (DCP) metadata globals."""
+    inspection.container, inspection.detail = container.label, container.description
+    problems = container.problems(path)
     if problems:
-        return _broken(inspection, CORRUPT, f"{found.description}: " + "; ".join(problems[:3]))
-    inspection.bytes = found.tensor_bytes(path)
-    inspection.structure = FOREIGN[found.name]
-    inspection.unsafe_globals = [] if found.name != "dcp" else None
-    if found.name == "dcp":
+        return _broken(inspection, CORRUPT, f"{container.description}: " + "; ".join(problems[:3]))
+    inspection.bytes = container.tensor_bytes(path)
+    inspection.structure, pickle_free = FOREIGN[container.name]
+    inspection.unsafe_globals = [] if pickle_free else None
+    if container.name == "dcp":
         inspection.globals = _dcp_metadata_globals(path, budget)
     return inspection
 
@@ -426,9 +410,13 @@ def _dcp_metadata_globals(folder: Path, budget: Budget) -> list[str]:
         return exc.globals
 
 
-#: containers inspected through harness.containers, and what their structure is
-FOREIGN = {"onnx": "ONNX graph", "sharded_safetensors": shapes.STATE_DICT,
-           "dcp": "torch.distributed.checkpoint folder (its .metadata is a pickle: load only trusted folders)"}
+#: containers inspected through harness.containers: their structure, and whether they hold no pickle
+#: (a tar's members are not looked into: they may be pickles)
+FOREIGN = {"onnx": ("ONNX graph", True), "sharded_safetensors": (shapes.STATE_DICT, True),
+           "npz": ("numpy arrays (read with allow_pickle=False)", True), "tar": ("tar archive", False),
+           "dcp": ("torch.distributed.checkpoint folder (its .metadata is a pickle: load only trusted folders)",
+                   False)}
+ZIP_READERS = {"torch_zip": _torch_save_zip, "torchscript": _torchscript, "pt2": _export}
 
 
 def _tensors(skeleton: PickleSkeleton) -> list[TensorRef]:
