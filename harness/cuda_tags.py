@@ -25,7 +25,7 @@ import torch
 
 from harness.containers import ContainerError
 from harness.containers.legacy import LEGACY
-from harness.containers.torch_zip import TORCH_ZIP, data_pkl
+from harness.containers.torch_zip import TORCH_ZIP, data_pkl, read_pickle
 
 #: memo-storing opcodes; each names (or, MEMOIZE, implies) the memo slot of the value just pushed
 _MEMO_PUT = {"BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"}
@@ -181,8 +181,10 @@ def storage_locations(path: Path) -> list[StorageRecord]:
     """The storage records of a checkpoint as written (zip or legacy), read without unpickling."""
     path = Path(path)
     if TORCH_ZIP.recognises(path):
-        with zipfile.ZipFile(path) as archive:
-            return _records(archive.read(_data_pkl(archive)))
+        try:
+            return _records(read_pickle(path))
+        except ContainerError as exc:
+            raise TagError(str(exc)) from None
     if LEGACY.recognises(path):
         start, end = LEGACY.object_pickle(path)
         with open(path, "rb") as stream:

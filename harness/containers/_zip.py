@@ -14,6 +14,9 @@ from typing import Iterable, Optional
 from harness.containers import head
 
 LOCAL_HEADER = b"PK\x03\x04"
+#: the end-of-central-directory record, and its zip64 form (archives over 4 GiB or 65535 records)
+EOCD = b"PK\x05\x06"
+ZIP64_EOCD = b"PK\x06\x06"
 
 
 #: the record naming the older (≤ 2.7) torch.export layout: a JSON program beside torch.save'd state

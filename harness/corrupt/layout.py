@@ -13,14 +13,11 @@ import struct
 import zipfile
 from typing import Optional
 
-from harness.containers import ContainerError
+from harness.containers import ContainerError, _zip
 from harness.containers import safetensors as safetensors_container
-from harness.containers._zip import LOCAL_HEADER as LOCAL_HEADER_SIGNATURE
 from harness.containers._zip import tensor_record
+from harness.containers.legacy import LEGACY
 from harness.containers.legacy import pickle_spans as legacy_pickle_spans
-
-EOCD_SIGNATURE = b"PK\x05\x06"
-ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +49,7 @@ class Layout:
 
 def describe(data: bytes) -> Layout:
     """The layout of ``data``, by content (not by file name)."""
-    if data[:4] == LOCAL_HEADER_SIGNATURE:
+    if _zip.claims(data):
         try:
             return _zip_layout(data)
         except (zipfile.BadZipFile, ValueError, struct.error):
@@ -65,11 +62,11 @@ def describe(data: bytes) -> Layout:
 
 
 def _zip_layout(data: bytes) -> Layout:
-    eocd = data.rfind(EOCD_SIGNATURE)
+    eocd = data.rfind(_zip.EOCD)
     if eocd < 0:
         raise ValueError("no end of central directory")
     archive = zipfile.ZipFile(io.BytesIO(data))
-    cd_start = data.rfind(ZIP64_EOCD_SIGNATURE, 0, eocd)
+    cd_start = data.rfind(_zip.ZIP64_EOCD, 0, eocd)
     entries, tensors, pickles = [], [], []
     for info in archive.infolist():
         name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
@@ -105,6 +102,8 @@ def _safetensors_layout(data: bytes) -> Optional[Layout]:
 
 def _legacy_layout(data: bytes) -> Optional[Layout]:
     """torch's legacy stream: five pickles (magic, protocol, sys info, object, storage keys), then storages."""
+    if not LEGACY.claims(data[:64]):
+        return None
     stream = io.BytesIO(data)
     try:
         pickles = legacy_pickle_spans(stream)

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Callable, Optional
 
 from harness import containers
 from harness.containers import _zip
+from harness.containers import dcp as dcp_container
 from harness.containers import legacy as legacy_container
 from harness.containers import safetensors as safetensors_container
 from harness.containers.legacy import LEGACY
@@ -400,7 +401,7 @@ def _foreign(inspection: Inspection, container: containers.Container, path: Path
 
 def _dcp_metadata_globals(folder: Path, budget: Budget) -> list[str]:
     """The globals a DCP folder's ``.metadata`` pickle names (DCP unpickles it in full: dangerous ones matter)."""
-    metadata = folder / ".metadata"
+    metadata = folder / dcp_container.METADATA
     if metadata.stat().st_size > budget.limits.pickle_bytes:
         raise InspectionLimit(f".metadata of {metadata.stat().st_size:,} bytes, over the "
                               f"{budget.limits.pickle_bytes:,}-byte limit for pickles the inspection reads")
