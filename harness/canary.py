@@ -26,7 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from harness.records import Status
 
 #: the load modes the canary tries, in order (the names of :data:`harness.formats.LOAD_MODES`)
 MODES = ("default", "weights_only", "unsafe")
@@ -72,7 +75,7 @@ class CanaryOutcome:
     seconds: float = 0.0
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         """pass / fail / error / skip, as a record status."""
         if self.unsupported:
             return "skip"

@@ -174,6 +174,14 @@ class Prepared:
         """The model of a one-model case, else None."""
         return next(iter(self.models.values())) if len(self.models) == 1 else None
 
+    @property
+    def one_model(self) -> nn.Module:
+        """The model of a one-model case (formats that hold one model); a multi-model case raises ValueError."""
+        model = self.single
+        if model is None:
+            raise ValueError(f"this case has {len(self.models)} models, not one")
+        return model
+
 
 def make_optimizers(case: Case, models: dict[str, nn.Module]) -> tuple[dict, dict]:
     """One optimizer and one scheduler per model, from the case's factories."""

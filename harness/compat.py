@@ -210,10 +210,7 @@ class MmapLoads:
     """
 
     def __enter__(self) -> MmapLoads:
-        try:
-            from torch.utils.serialization import config
-        except ImportError:
-            config = None
+        config, _ = import_optional("torch.utils.serialization.config")
         self._load_config = getattr(config, "load", None)
         if self._load_config is not None and hasattr(self._load_config, "mmap"):
             self._saved = self._load_config.mmap

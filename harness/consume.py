@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, cast
 
 from harness import compat, consume_pool
 from harness import env as envmod
@@ -25,7 +25,7 @@ from harness.checks import CHECKS, Check, Context, Outcome
 from harness.expectations import Expectation
 from harness.formats import FORMATS, Format, LoadRequest
 from harness.manifest import artifact_path, entries, find_manifests, outputs_path, read, verify_artifact
-from harness.records import Record, RecordWriter, describe_exception, one_line
+from harness.records import Record, RecordWriter, Status, describe_exception, one_line
 
 Progress = Callable[[str], None]
 
@@ -232,8 +232,9 @@ class _Emitter:
     def __call__(self, check: str, mode: str, status: str, detail: str, started: Optional[float] = None,
                  warned: Optional[list[str]] = None) -> Record:
         entry = self.artifact.entry
+        # the record's validation refuses a status outside Status
         return Record(producer=self.producer, consumer=self.consumer, case=entry["case"], format=entry["format"],
-                      check=check, load_mode=mode, status=status, detail=detail,
+                      check=check, load_mode=mode, status=cast(Status, status), detail=detail,
                       duration_s=round(time.perf_counter() - started, 6) if started else 0.0,
                       artifact=f"{self.artifact.manifest['env_id']}/{entry.get('file', '')}",
                       warnings=warned or [])

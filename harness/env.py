@@ -5,12 +5,13 @@ from __future__ import annotations
 import platform
 import re
 import sys
-from typing import Any
+from typing import Any, cast
 
 import numpy
 import torch
 
 from harness import compat
+from harness.contracts import EnvBrief
 
 
 def describe(device: str = "cpu") -> dict[str, Any]:
@@ -36,9 +37,9 @@ def env_id(env: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9.+_-]", "_", raw)
 
 
-def brief(env: dict[str, Any]) -> dict[str, Any]:
+def brief(env: dict[str, Any]) -> EnvBrief:
     """The fields a result record keeps of an environment."""
-    return {key: env.get(key) for key in ("torch", "python", "device", "default_weights_only")}
+    return cast(EnvBrief, {key: env.get(key) for key in ("torch", "python", "device", "default_weights_only")})
 
 
 def same_numerics(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -246,7 +246,7 @@ class NestedModel(nn.Module):
         self.body = nn.ModuleDict({"stages": nn.ModuleList(pairs)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.body["stages"]:
+        for stage in self.body["stages"]:  # type: ignore[attr-defined]  # a ModuleList; TorchScript takes no cast
             x = stage(x)
         return x
 
@@ -265,10 +265,10 @@ def make_layer(layer: Layer, width: int) -> nn.Module:
             module.weight = nn.Parameter(module.weight.detach().t().contiguous().t())
         return module
     if isinstance(layer, Conv):
-        conv_class = nn.Conv1d if layer.dims == 1 else nn.Conv2d
-        conv = conv_class(width, layer.out_channels, layer.kernel, padding=layer.kernel // 2, bias=layer.bias)
+        shape = (width, layer.out_channels, layer.kernel)
         if layer.dims == 1:
-            return ChannelsFirst(conv)
+            return ChannelsFirst(nn.Conv1d(*shape, padding=layer.kernel // 2, bias=layer.bias))
+        conv = nn.Conv2d(*shape, padding=layer.kernel // 2, bias=layer.bias)
         if layer.channels_last:
             conv.weight = nn.Parameter(conv.weight.detach().to(memory_format=torch.channels_last))
         return SequenceConv2d(conv)
@@ -348,8 +348,9 @@ def check(spec: ModelSpec) -> None:
 def example_inputs(spec: ModelSpec) -> tuple[torch.Tensor]:
     """Fixed inputs for ``spec`` (token ids for an Embedding first, else a float sequence)."""
     generator = torch.Generator().manual_seed(spec.seed + 1)
-    if spec.takes_tokens:
-        return (torch.randint(0, spec.layers[0].vocab, (spec.batch, spec.length), generator=generator),)
+    first = spec.layers[0] if spec.layers else None
+    if isinstance(first, Embedding):  # spec.takes_tokens
+        return (torch.randint(0, first.vocab, (spec.batch, spec.length), generator=generator),)
     return (torch.randn(spec.batch, spec.length, spec.features, generator=generator).to(DTYPES[spec.dtype]),)
 
 

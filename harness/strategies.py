@@ -88,8 +88,10 @@ def layer_stacks(draw: st.DrawFn, max_layers: int = 4) -> tuple[int, tuple[Layer
         features = width = draw(small)
     for _ in range(draw(st.integers(0 if layers else 1, max_layers))):
         kind = draw(st.sampled_from(("linear", "conv", "batchnorm", "lstm", "transformer")))
-        layer: Layer = draw({"linear": linear_layers(), "conv": conv_layers(), "batchnorm": batchnorm_layers(),
-                             "lstm": lstm_layers()}[kind] if kind != "transformer" else transformer_layers(width))
+        choices: dict[str, st.SearchStrategy[Layer]] = {
+            "linear": linear_layers(), "conv": conv_layers(), "batchnorm": batchnorm_layers(), "lstm": lstm_layers(),
+            "transformer": transformer_layers(width)}
+        layer: Layer = draw(choices[kind])
         layers.append(layer)
         width = output_width(layer, width)
     return features, tuple(layers)

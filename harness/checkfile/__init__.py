@@ -70,10 +70,12 @@ def run_release(python: Path, release: str, inspections: list[Inspection], impor
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         process = subprocess.Popen([str(python), "-I", str(WORKER), str(request)], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
-        for line in process.stdout:
+        stdout, stderr_stream = process.stdout, process.stderr
+        assert stdout is not None and stderr_stream is not None  # both are pipes
+        for line in stdout:
             if line.startswith("progress "):
                 advance()
-        stderr = process.stderr.read()
+        stderr = stderr_stream.read()
         process.wait()
         lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     return _parse(release, lines, len(inspections), stderr)

@@ -4,26 +4,26 @@ Reused first: the matrix's shared environments (``.nox/releases/torch-<release>`
 own checkout, built by the noxfile's ``ReleaseEnv``), then earlier ``check`` environments under
 ``$CKPT_HARNESS_ENVS`` or ``~/.cache/checkpoint-harness/envs``. Never the current directory: an
 interpreter found there would be whatever the folder one happens to stand in planted. Otherwise one
-is built there from the one release table (:mod:`harness.releases`): a venv with the release's Python,
-then torch, its pins and safetensors. A stamp file marks a finished build, so an interrupted one is completed next time.
+is built there from the one release table (:mod:`harness.releases`) by :mod:`harness.venvs`, the
+implementation the noxfile's ``ReleaseEnv`` uses too: a venv with the release's Python, then torch,
+its pins and safetensors. The stamp written after the install marks a finished build, so an
+interrupted one is completed next time.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from harness import releases
+from harness import releases, venvs
 from harness.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[2]
-STAMP = "harness-check.json"
+#: the stamp of environments built before :mod:`harness.venvs` (still accepted as a finished build)
+OLD_STAMP = "harness-check.json"
 
 
 def cache_root() -> Path:
@@ -37,18 +37,14 @@ def candidates(release: str) -> list[Path]:
     return [REPO / ".nox" / "releases" / name, cache_root() / name]
 
 
-def interpreter(env: Path) -> Path:
-    return env / "bin" / "python"
+def finished(env: Path) -> bool:
+    """The environment exists and its build ran to the end (its stamp is written)."""
+    return venvs.interpreter(env).exists() and any((env / s).exists() for s in (venvs.STAMP, OLD_STAMP))
 
 
 def find(release: str) -> Optional[Path]:
     """The interpreter of an existing environment for ``release``, or None."""
-    for env in candidates(release):
-        python = interpreter(env)
-        built_by_nox = (env / "harness-installed.json").exists()
-        if python.exists() and (built_by_nox or (env / STAMP).exists()):
-            return python
-    return None
+    return next((venvs.interpreter(env) for env in candidates(release) if finished(env)), None)
 
 
 def ensure(release: str, log: Callable[[str], None], extra: Sequence[str] = ()) -> Path:
@@ -63,29 +59,20 @@ def ensure(release: str, log: Callable[[str], None], extra: Sequence[str] = ()) 
     wanted = releases.get(release)
     suffix = "-" + hashlib.sha256("\n".join(sorted(extra)).encode()).hexdigest()[:10] if extra else ""
     env = cache_root() / f"torch-{release}{suffix}"
-    if extra and (env / STAMP).exists() and interpreter(env).exists():
-        return interpreter(env)
-    base = _python(wanted.python)
+    if extra and finished(env):
+        return venvs.interpreter(env)
+    base = venvs.find_python(wanted.python)
+    if base is None:
+        raise HarnessError(f"this torch release needs Python {wanted.python}: install it (pyenv install "
+                           f"{wanted.python}) or put python{wanted.python} on PATH")
     log(f"building an environment for torch {release} in {env} (Python {wanted.python}; this takes minutes)")
     env.parent.mkdir(parents=True, exist_ok=True)
     logfile = env.parent / f"torch-{release}.log"
     with open(logfile, "w") as out:
-        steps = [[base, "-m", "venv", str(env)],
-                 [str(interpreter(env)), "-m", "pip", "install", *wanted.requirements(), "safetensors", *extra]]
-        for step in steps:
-            if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
+        def run(command: list[str]) -> None:
+            if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
                 raise HarnessError(f"could not build the torch {release} environment: see {logfile}")
-    (env / STAMP).write_text(json.dumps({"release": release, "requirements": [*wanted.requirements(), *extra]}))
-    return interpreter(env)
 
-
-def _python(version: str) -> str:
-    """A working ``python<version>``: on PATH or installed by pyenv."""
-    candidates_ = [shutil.which(f"python{version}")]
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates_ += sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")))
-    for python in filter(None, candidates_):
-        if subprocess.run([python, "-c", "pass"], capture_output=True).returncode == 0:
-            return python
-    raise HarnessError(f"this torch release needs Python {version}: install it (pyenv install {version}) "
-                       f"or put python{version} on PATH")
+        venvs.create(env, base, run)
+        venvs.install(env, [*wanted.requirements(), "safetensors", *extra], run)
+    return venvs.interpreter(env)

@@ -15,17 +15,20 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from harness.corrupt.layout import Layout
 from harness.internal.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.records import Status
 
 #: every outcome a load of a damaged copy is classified as
 OUTCOMES = ("intact", "clean-exception", "silent-corruption", "crash", "hang", "memory-blowup", "unclassified")
 #: the file a load process writes in its folder before it loads anything
 STARTED_MARKER = "started"
 #: record status per outcome: a load that raised cleanly or loaded exactly the manifest's tensors passes
-STATUS = {"intact": "pass", "clean-exception": "pass", "silent-corruption": "fail", "crash": "error",
+STATUS: dict[str, Status] = {"intact": "pass", "clean-exception": "pass", "silent-corruption": "fail", "crash": "error",
           "hang": "error", "memory-blowup": "error", "unclassified": "error"}
 
 
@@ -40,7 +43,7 @@ class Source:
     producer: dict[str, Any]
     entry: dict[str, Any]
     data: bytes = b""
-    layout: Optional[Layout] = None
+    layout: Layout = dataclasses.field(default_factory=lambda: Layout("raw", 0))
     #: sealed by this user's produce, or --trust (harness.trust): only then may vetted extra globals be allowed
     trusted: bool = False
 

@@ -43,8 +43,16 @@ class Layout:
     pickles: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     def region(self, name: str) -> Optional[tuple[int, int]]:
+        """The non-empty byte range called ``name``, or None."""
         span = self.regions.get(name)
         return span if span and span[1] > span[0] else None
+
+    def span(self, name: str) -> tuple[int, int]:
+        """The byte range called ``name`` where the caller knows it is there (a KeyError names it if not)."""
+        found = self.region(name)
+        if found is None:
+            raise KeyError(f"{self.kind} layout has no {name} region")
+        return found
 
 
 def describe(data: bytes) -> Layout:
@@ -117,7 +125,7 @@ def _legacy_layout(data: bytes) -> Optional[Layout]:
 def opcodes(data: bytes, span: tuple[int, int]) -> list[tuple[str, object, int]]:
     """``(opcode name, argument, absolute offset)`` of every opcode in the pickle at ``span``."""
     start, end = span
-    return [(op.name, arg, start + pos) for op, arg, pos in pickletools.genops(data[start:end])]
+    return [(op.name, arg, start + int(pos or 0)) for op, arg, pos in pickletools.genops(data[start:end])]
 
 
 #: classes numpy builds through ``numpy.dtype`` calls, which no GLOBAL opcode names

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import collections
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from rich.console import Console
 from rich.table import Table
 
 from harness.corrupt import OUTCOMES, STATUS
 from harness.corrupt.runner import Result
+
+if TYPE_CHECKING:
+    from harness.contracts import EnvBrief
 
 STYLE = {"intact": "green", "clean-exception": "green", "silent-corruption": "bold red", "crash": "bold red",
          "hang": "bold red", "memory-blowup": "bold magenta", "unclassified": "bold yellow"}
@@ -20,7 +23,7 @@ def check_name(result: Result) -> str:
     return f"corrupt:{result.mutator}/{result.outcome}"
 
 
-def to_record(result: Result, consumer: dict[str, Any], known: list) -> Any:
+def to_record(result: Result, consumer: EnvBrief, known: list) -> Any:
     """A :class:`harness.records.Record` for one result, judged against the expectations."""
     from harness import env as envmod
     from harness.expectations import judge
@@ -38,7 +41,7 @@ def to_record(result: Result, consumer: dict[str, Any], known: list) -> Any:
 REFUSED_CHECK = "corrupt:source/refused-globals"
 
 
-def refused_record(source: Any, names: list[str], consumer: dict[str, Any], known: list) -> Any:
+def refused_record(source: Any, names: list[str], consumer: EnvBrief, known: list) -> Any:
     """A ``fail`` record for a source whose pickles name globals that are never allowed (os.system, io.open...)."""
     from harness import env as envmod
     from harness.expectations import judge

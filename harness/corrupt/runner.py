@@ -144,7 +144,9 @@ class Runner:
         self.workdir, self.seed, self.workers, self.plugins = workdir, seed, workers, list(plugins)
         self.timeout, self.memory_bytes = timeout, memory_mb * 1024 * 1024
         methods = multiprocessing.get_all_start_methods()
-        self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        get = multiprocessing.get_context
+        self.context: multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext = (
+            get("forkserver") if "forkserver" in methods else get("spawn"))
         if self.context.get_start_method() == "forkserver":
             # Both preloaded: a child never imports harness code from disk (edits mid-run cannot reach it).
             self.context.set_forkserver_preload(["harness.corrupt._worker", "harness.corrupt.runner"])

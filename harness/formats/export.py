@@ -28,7 +28,7 @@ class ExportedProgram(Format):
         return compat.has_torch_export_save()
 
     def payload(self, prepared: Prepared) -> Any:
-        model = copy.deepcopy(prepared.single).eval()
+        model = copy.deepcopy(prepared.one_model).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return torch.export.export(model, prepared.inputs["model"])

@@ -22,7 +22,7 @@ class StateDict(Format):
         self.description = f"model.state_dict() saved with torch.save in the {container}"
 
     def payload(self, prepared: Prepared) -> Any:
-        return prepared.single.state_dict()
+        return prepared.one_model.state_dict()
 
     def save(self, payload: Any, path: Path) -> None:
         _torch_pickle.save(payload, path, self.legacy)

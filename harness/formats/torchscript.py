@@ -34,7 +34,7 @@ class TorchScript(Format):
         return compat.has_jit()
 
     def payload(self, prepared: Prepared) -> Any:
-        model = copy.deepcopy(prepared.single)
+        model = copy.deepcopy(prepared.one_model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # jit deprecation and tracer warnings are not findings here
             if self.how == "script":

@@ -38,7 +38,7 @@ class TrainingCheckpoint(Format):
     def payload(self, prepared: Prepared) -> Any:
         checkpoint = {
             "epoch": prepared.steps,
-            "model_state_dict": prepared.single.state_dict(),
+            "model_state_dict": prepared.one_model.state_dict(),
             "optimizer_state_dict": prepared.optimizers["model"].state_dict(),
             "scheduler_state_dict": prepared.schedulers["model"].state_dict(),
             "loss": prepared.loss,

@@ -22,7 +22,7 @@ class BitFlip(Mutator):
         layout = source.layout
         regions = [r for r in REGIONS if r == "anywhere" or layout.region(r)]
         region = regions[index % len(regions)]
-        start, end = (0, len(source.data)) if region == "anywhere" else layout.region(region)
+        start, end = (0, len(source.data)) if region == "anywhere" else layout.span(region)
         data = bytearray(source.data)
         flips = []
         for _ in range(rng.randint(1, 8)):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 import struct
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from harness.corrupt import Mutation, Mutator, Source, register
 from harness.corrupt.layout import opcodes
@@ -80,7 +80,8 @@ def _storage_numel(source: Source, rng: random.Random) -> Optional[tuple[str, by
         return None
     name, value, offset = rng.choice(counts)
     fmt = {"BININT1": "<B", "BININT2": "<H", "BININT": "<i"}[name]
-    new = {"<B": 255, "<H": 65535, "<i": rng.choice((0x7FFFFFFF, 0x10000000, int(value) * 1000 % 2**31))}[fmt]
+    count = cast(int, value)  # BININT* arguments are ints
+    new = {"<B": 255, "<H": 65535, "<i": rng.choice((0x7FFFFFFF, 0x10000000, count * 1000 % 2**31))}[fmt]
     piece = _patch(source.data[span[0]: span[1]], offset - span[0] + 1, fmt, new)
     return f"{offset}:numel {value}->{new}", splice(source, span, piece)
 
@@ -121,7 +122,7 @@ def _safetensors_header_length(source: Source, rng: random.Random) -> Optional[t
 
 
 def _safetensors_offsets(source: Source, rng: random.Random) -> Optional[tuple[str, bytes]]:
-    start, end = source.layout.region("header")
+    start, end = source.layout.span("header")
     header = json.loads(source.data[start:end])
     names = sorted(k for k in header if k != "__metadata__")
     if not names:

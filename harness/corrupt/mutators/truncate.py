@@ -28,7 +28,7 @@ class Truncate(Mutator):
         elif kind == "last-byte":
             cut = len(data) - 1
         else:
-            start, end = layout.region(kind)
+            start, end = layout.span(kind)
             cut = rng.randrange(start, end)
         return self.make(kind, f"{cut}/{len(data)}", data[:cut])
 
