@@ -10,13 +10,9 @@ else ``[tool.harness] torch = [...]`` in pyproject.toml, else DEFAULT_RELEASES.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import importlib.util
-import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,16 +31,24 @@ nox.options.sessions = ["produce", "consume", "summary"]
 nox.options.reuse_venv = "yes"
 
 
-def _load_releases() -> tuple[dict, dict]:
-    """The one release table, harness/data/releases.toml (also read by ``harness.releases``)."""
-    spec = importlib.util.spec_from_file_location("_harness_releases", ROOT / "harness" / "releases.py")
+def _load_harness_module(name: str):
+    """A standard-library-only harness module, by path (neither torch nor the harness imports here)."""
+    spec = importlib.util.spec_from_file_location(f"_harness_{name}", ROOT / "harness" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses need the module registered
     spec.loader.exec_module(module)
+    return module
+
+
+def _load_releases() -> tuple[dict, dict]:
+    """The one release table, harness/data/releases.toml (also read by ``harness.releases``)."""
+    module = _load_harness_module("releases")
     return module.RELEASES, module.load_table()
 
 
 RELEASES, _TABLE = _load_releases()
+#: per-release virtual environments: the one implementation, shared with ``check --torch`` (harness/venvs.py)
+VENVS = _load_harness_module("venvs")
 DEFAULT_RELEASES = tuple(_TABLE["default"])
 TOOLS_RELEASE = _TABLE["tools"]  # the light CPU-only build the tests and the summary run with
 
@@ -69,21 +73,13 @@ def selected_releases() -> list[str]:
     return chosen
 
 
-def _runs(executable: str | None) -> bool:
-    """True when ``executable`` starts (a pyenv shim for a version not selected does not)."""
-    if not executable:
-        return False
-    return subprocess.run([executable, "-c", "pass"], capture_output=True).returncode == 0
-
-
 def _expose_pyenv(python: str) -> None:
     """Put a pyenv-installed ``python<X.Y>`` on PATH when no working one is there already."""
-    if _runs(shutil.which(f"python{python}")):
+    if VENVS.runs(shutil.which(f"python{python}")):
         return
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    found = sorted(glob.glob(os.path.join(root, "versions", f"{python}.*", "bin", f"python{python}")))
+    found = VENVS.find_python(python)
     if found:
-        os.environ["PATH"] = os.path.dirname(found[-1]) + os.pathsep + os.environ["PATH"]
+        os.environ["PATH"] = os.path.dirname(found) + os.pathsep + os.environ["PATH"]
 
 
 def _version_key(release: str) -> tuple[int, ...]:
@@ -125,7 +121,8 @@ class ReleaseEnv:
     share ``.nox/releases/torch-<release>`` instead of each building its own. What was installed
     is stamped in the environment; a later session installs only what is missing (``nox -R``
     therefore installs nothing twice). The harness is installed editable, so code changes need no
-    reinstall; a change to pyproject.toml does reinstall it.
+    reinstall; a change to pyproject.toml does reinstall it. Creating and installing is
+    harness/venvs.py's (:data:`VENVS`), which ``check --torch`` builds its environments with too.
     """
 
     def __init__(self, session: nox.Session, torch: str, extras: str = "safetensors,onnx") -> None:
@@ -137,39 +134,22 @@ class ReleaseEnv:
         self._install(self.release.requirements() + [f"-e .[{extras}]"])
 
     def _interpreter(self) -> str:
-        python = f"python{self.release.python}"
-        _expose_pyenv(self.release.python)
-        if not _runs(shutil.which(python)):
+        python = VENVS.find_python(self.release.python)
+        if python is None:
             self.session.error(f"torch {self.release.torch} needs Python {self.release.python}: install it "
-                               f"(pyenv install {self.release.python}) or put {python} on PATH")
+                               f"(pyenv install {self.release.python}) or put python{self.release.python} on PATH")
         return python
 
     def _create(self) -> None:
-        if (self.bin / "python").exists():
-            return
-        python = self._interpreter()
-        if _uses_uv():
-            self.session.run("uv", "venv", "--python", python, str(self.path), external=True)
-        else:
-            self.session.run(python, "-m", "venv", str(self.path), external=True)
+        if not VENVS.interpreter(self.path).exists():
+            VENVS.create(self.path, self._interpreter(), self._run, uv=_uses_uv())
 
-    def _stamp(self) -> Path:
-        return self.path / "harness-installed.json"
+    def _run(self, command: list[str]) -> object:
+        return self.session.run(*command, external=True)
 
     def _install(self, wanted: list[str]) -> None:
-        digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-        keyed = [f"{w} #{digest}" if w.startswith("-e ") else w for w in wanted]
-        have = set(json.loads(self._stamp().read_text())) if self._stamp().exists() else set()
-        missing = [w for w, key in zip(wanted, keyed, strict=True) if key not in have]
-        if not missing:
+        if not VENVS.install(self.path, wanted, self._run, uv=_uses_uv(), project=ROOT):
             self.session.log(f"{self.path.name}: everything already installed")
-            return
-        args = [a for w in missing for a in w.split(" ", 1)]
-        if _uses_uv():
-            self.session.run("uv", "pip", "install", "--python", str(self.bin / "python"), *args, external=True)
-        else:
-            self.session.run(str(self.bin / "python"), "-m", "pip", "install", *args, external=True)
-        self._stamp().write_text(json.dumps(sorted(have | set(keyed)), indent=1))
 
     def install(self, *requirements: str) -> None:
         """Install more into this release's environment (e.g. ``-e .[test]``), once."""
