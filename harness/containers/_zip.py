@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-from harness.containers import head
+from harness.containers import Container, head
 
 LOCAL_HEADER = b"PK\x03\x04"
 #: the end-of-central-directory record, and its zip64 form (archives over 4 GiB or 65535 records)
@@ -92,3 +92,14 @@ def is_export(names: Iterable[str]) -> bool:
 def is_kind(path: Path, name: str) -> bool:
     """``path`` is a readable zip whose records make the container ``name`` (see :func:`kind`)."""
     return is_zip(path) and kind(records(path)) == name
+
+
+class ZipContainer(Container):
+    """A zip container: recognised when :func:`kind` of its records is its ``name``; tensor bytes are
+    its ``data/`` records' (a subclass with another layout of tensor data overrides that)."""
+
+    def recognises(self, path: Path) -> bool:
+        return is_kind(path, self.name)
+
+    def tensor_bytes(self, path: Path) -> int:
+        return tensor_bytes(path)

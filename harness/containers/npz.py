@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.containers import Container, _zip, register
+from harness.containers import register
+from harness.containers._zip import ZipContainer
 
 
-class NpzArchive(Container):
+class NpzArchive(ZipContainer):
     name = "npz"
     description = "numpy .npz archive (a zip of .npy arrays)"
 
     loader = "numpy.load"
-
-    def recognises(self, path: Path) -> bool:
-        return _zip.is_kind(path, self.name)
 
     def tensor_bytes(self, path: Path) -> int:
         import numpy

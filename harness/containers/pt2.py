@@ -3,23 +3,15 @@ older ``serialized_exported_program.json`` layout)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from harness.containers import register
+from harness.containers._zip import ZipContainer
 
-from harness.containers import Container, _zip, register
 
-
-class ExportArchive(Container):
+class ExportArchive(ZipContainer):
     name = "pt2"
     description = "torch.export .pt2 zip archive"
-
     shown_as = "export_pt2"
     loader = "torch.export.load"
-
-    def recognises(self, path: Path) -> bool:
-        return _zip.is_kind(path, self.name)
-
-    def tensor_bytes(self, path: Path) -> int:
-        return _zip.tensor_bytes(path)
 
 
 PT2 = ExportArchive()

@@ -6,25 +6,19 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from harness.containers import Container, ContainerError, _zip, register
+from harness.containers import ContainerError, _zip, register
 
 
-class TorchZip(Container):
+class TorchZip(_zip.ZipContainer):
     name = "torch_zip"
     description = "torch.save zip container (data.pkl and data/<key> records)"
     shown_as = "zip"
     loader = "torch.load"
     pickled = True
 
-    def recognises(self, path: Path) -> bool:
-        return _zip.is_kind(path, self.name)
-
     def claims(self, head: bytes) -> bool:
         """Every zip is claimed by torch.save's (the others are recognised by their records, intact)."""
         return _zip.claims(head)
-
-    def tensor_bytes(self, path: Path) -> int:
-        return _zip.tensor_bytes(path)
 
 
 def data_pkl(archive: zipfile.ZipFile) -> str:

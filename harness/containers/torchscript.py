@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from harness.containers import register
+from harness.containers._zip import ZipContainer
 
-from harness.containers import Container, _zip, register
 
-
-class TorchScriptArchive(Container):
+class TorchScriptArchive(ZipContainer):
     name = "torchscript"
     description = "TorchScript zip archive (code/, constants.pkl, data.pkl, data/)"
 
     loader = "torch.jit.load"
-
-    def recognises(self, path: Path) -> bool:
-        return _zip.is_kind(path, self.name)
-
-    def tensor_bytes(self, path: Path) -> int:
-        return _zip.tensor_bytes(path)
 
 
 TORCHSCRIPT = TorchScriptArchive()
