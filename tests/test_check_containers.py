@@ -218,3 +218,21 @@ def test_check_cli_keeps_going_after_an_import_failure(artifacts: dict[str, Path
     headlines = [r["verdicts"][RELEASE]["headline"] for r in reports]
     assert headlines[0].startswith(f"not tried: --import gw_missing_module failed in torch {RELEASE}"), headlines
     assert "No module named 'gw_missing_module'" in headlines[0] and headlines[1] == "loads", headlines
+
+
+def test_inspection_corrects_what_it_misread_before_containers_decided(tmp_path: Path) -> None:
+    """A legacy stream pickled with protocol 4 was 'a Python pickle not written by torch.save'; a tar
+    'unknown binary data'. Both are what harness.containers says they are now; the tar gets no loader."""
+    import tarfile
+
+    legacy = tmp_path / "p4.pt"
+    torch.save({"w": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    found = inspect_file(legacy)
+    assert (found.container, found.tensors, found.bytes) == ("legacy", 1, 12), found
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(legacy, arcname="index.json")
+    found = inspect_file(archive)
+    assert found.container == "tar" and found.unsafe_globals is None, found  # its members may be pickles
+    result, verdict = run_check(archive)
+    assert list(result["loads"]) == ["load"] and verdict.headline.startswith("not tried (no loader"), result
