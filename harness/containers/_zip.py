@@ -83,10 +83,16 @@ def is_torchscript(names: Iterable[str]) -> bool:
     return "constants.pkl" in names and any(n.startswith("code/") for n in names)
 
 
-def is_export(names: Iterable[str]) -> bool:
-    """torch.export's records: the PT2 archive (``archive_format``, ``models/``) or the older layout."""
+def is_pt2_archive(names: Iterable[str]) -> bool:
+    """The PT2 archive's records (``archive_format``, ``models/``), torch.export.save's layout since 2.8."""
     names = set(names)
-    return "archive_format" in names or any(n.startswith("models/") for n in names) or EXPORT_PROGRAM in names
+    return "archive_format" in names or any(n.startswith("models/") for n in names)
+
+
+def is_export(names: Iterable[str]) -> bool:
+    """torch.export's records: the PT2 archive or the older layout (:data:`EXPORT_PROGRAM`)."""
+    names = set(names)
+    return is_pt2_archive(names) or EXPORT_PROGRAM in names
 
 
 def is_kind(path: Path, name: str) -> bool:

@@ -151,8 +151,7 @@ def _torch_save_zip(found: Inspection, archive: zipfile.ZipFile, inside: dict[st
 
 def _export(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str], budget: Budget) -> Inspection:
     """The PT2 archive, or the older layout (a JSON program beside torch.save'd state)."""
-    pt2_archive = "archive_format" in inside or any(n.startswith("models/") for n in inside)
-    return (_export_archive if pt2_archive else _export_legacy)(found, archive, inside, budget)
+    return (_export_archive if _zip.is_pt2_archive(inside) else _export_legacy)(found, archive, inside, budget)
 
 
 def _read_pickle(archive: zipfile.ZipFile, name: str, budget: Budget) -> bytes:
