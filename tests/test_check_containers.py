@@ -236,3 +236,15 @@ def test_inspection_corrects_what_it_misread_before_containers_decided(tmp_path:
     assert found.container == "tar" and found.unsafe_globals is None, found  # its members may be pickles
     result, verdict = run_check(archive)
     assert list(result["loads"]) == ["load"] and verdict.headline.startswith("not tried (no loader"), result
+
+
+def test_only_files_naming_code_from_outside_torch_wait_on_an_import() -> None:
+    from harness.checkfile import needs_imports
+    from harness.inspect import Inspection
+
+    def inspection(*suspicious: str) -> Inspection:
+        return Inspection("f", 1, "dcp", globals=list(suspicious), suspicious_globals=list(suspicious))
+
+    assert not needs_imports(inspection("torch.distributed.checkpoint.metadata.Metadata"))  # a DCP folder's own
+    assert needs_imports(inspection("mypkg.models.Net"))
+    assert needs_imports(Inspection("f", 1, "zip", globals=["__main__.Net"]))

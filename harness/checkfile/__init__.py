@@ -44,8 +44,10 @@ def request_item(inspection: Inspection) -> dict[str, Any]:
 
 
 def needs_imports(inspection: Inspection) -> bool:
-    """The file names classes that are on no list (the user's own code) or from a script's ``__main__``."""
-    return bool(inspection.suspicious_globals) or any(g.startswith("__main__.") for g in inspection.globals)
+    """The file names classes from outside torch that are on no list (the user's own code), or from a
+    script's ``__main__``: an ``--import`` that failed decides its verdict."""
+    return (any(not g.startswith("torch.") for g in inspection.suspicious_globals)
+            or any(g.startswith("__main__.") for g in inspection.globals))
 
 
 def main_globals(inspections: list[Inspection]) -> list[str]:
