@@ -248,3 +248,15 @@ def test_only_files_naming_code_from_outside_torch_wait_on_an_import() -> None:
     assert not needs_imports(inspection("torch.distributed.checkpoint.metadata.Metadata"))  # a DCP folder's own
     assert needs_imports(inspection("mypkg.models.Net"))
     assert needs_imports(Inspection("f", 1, "zip", globals=["__main__.Net"]))
+
+
+def test_items_built_without_a_loader_keep_the_label_loaders(artifacts: dict[str, Path]) -> None:
+    """harness.upgrade builds worker items itself (path, container label, devices, broken): they keep working,
+    and the label table agrees with what harness.containers declares."""
+    for label, loader in worker_module.BY_LABEL.items():
+        container = containers.labelled(label)
+        assert container is not None and container.loader == loader, label
+    item = {"path": str(artifacts["state_dict_zip"]), "container": "zip", "devices": ["cpu"], "broken": False}
+    result = worker_module.check_file(item, worker_module.load_compat(), False)
+    assert set(result["loads"]) == {"default", "weights_only", "unsafe"}, result
+    assert result["loads"]["weights_only"]["status"] == "pass"

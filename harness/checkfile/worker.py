@@ -93,13 +93,28 @@ def map_location_for(devices: list[str], torch: Any) -> Optional[str]:
     return None
 
 
+#: for items that name no loader (``harness.upgrade`` builds its own, with the inspection's label only):
+#: the loader of each label as harness.containers declares it; any other label (a broken file) torch.load's
+#: weights_only load, as before loaders were chosen on the harness's side
+BY_LABEL = {"zip": "torch.load", "legacy": "torch.load", "torchscript": "torch.jit.load",
+            "export_pt2": "torch.export.load", "safetensors": "safetensors"}
+
+
+def loader_of(item: dict[str, Any]) -> tuple[Optional[str], bool]:
+    """The item's loader and whether it is a torch pickle: as the request says, else from its label."""
+    if "loader" in item:
+        return item["loader"], bool(item.get("pickled"))
+    name = BY_LABEL.get(item["container"], "torch.load")
+    return name, name == "torch.load"
+
+
 def load_modes(item: dict[str, Any], compat: Any, allow_unsafe: bool, map_location: Optional[str]
                ) -> dict[str, Callable[[], Any] | str]:
     """Mode name → a loader, or the reason the mode is skipped (the item's loader, see loaders.py)."""
     loaders = load_compat(LOADERS, "_harness_loaders")
     request = loaders.Request(item["path"], compat, allow_unsafe, map_location, bool(item.get("broken")),
                               item.get("args") or {})
-    found: dict[str, Callable[[], Any] | str] = loaders.modes(item.get("loader"), request, item.get("why", ""))
+    found: dict[str, Callable[[], Any] | str] = loaders.modes(loader_of(item)[0], request, item.get("why", ""))
     return found
 
 
@@ -138,7 +153,7 @@ def check_file(item: dict[str, Any], compat: Any, allow_unsafe: bool,
         with contextlib.nullcontext() if allow_unsafe else compat.RefuseFullUnpickle():
             loads[mode] = run_mode(loader)
     needs = None
-    if item.get("pickled") and any(r["status"] == "fail" for r in loads.values()):
+    if loader_of(item)[1] and any(r["status"] == "fail" for r in loads.values()):
         needs = compat.unsafe_globals(item["path"])
     return {"path": item["path"], "map_location": map_location, "loads": loads, "needs_globals": needs,
             "verified_fix": verified_fix(item, loads, needs, map_location)}
@@ -149,7 +164,7 @@ def verified_fix(item: dict[str, Any], loads: dict[str, Any], needs: Optional[li
     """Where weights_only refused a pickle: the allowlist that makes it load here, searched and run (or why not)."""
     refused = [r for m, r in loads.items() if m in ("default", "weights_only") and r["status"] == "fail"
                and "eights only load failed" in r["message"]]
-    if item.get("broken") or not item.get("pickled") or not refused:
+    if item.get("broken") or not loader_of(item)[1] or not refused:
         return None
     return load_compat(SAFEGLOBALS, "_harness_safeglobals").verify(item["path"], map_location, needs)
 
