@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,74 @@ def test_upgrade_2_5_1_to_2_13_0_on_the_user_project(tmp_path: Path) -> None:
     assert set(resumed) >= {"bitexact", "max_abs_diff_per_group", "rng_streams"}
     assert result["ok"] == (done.returncode == 0)
     assert (root / "report" / "upgrade.md").exists() and (root / "report" / "upgrade.html").exists()
+
+
+# -- the worker's isolation -----------------------------------------------------------------------
+
+
+def test_import_roots_go_after_the_standard_library_and_before_site_packages() -> None:
+    from harness.upgrade import worker
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    path = [f"{stdlib}.zip".replace("/python3.", "/python3"), stdlib, f"{stdlib}/lib-dynload",
+            "/venv/lib/python3.11/site-packages"]
+    assert worker.import_roots(path, ["/project"]) == [*path[:3], "/project", path[3]]
+    assert worker.import_roots(path, [path[1]]) == path  # never twice
+    assert worker.import_roots([], ["/project"]) == ["/project"]
+
+
+PLANTED_MODULES = ("sitecustomize", "usercustomize", "inspect", "glob", "pickletools", "tarfile")
+
+
+def hostile_project(tmp_path: Path) -> tuple[Path, Path]:
+    """A project whose folder holds an untrusted and a trusted hostile checkpoint and planted modules."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    root = project_copy(tmp_path, 'checkpoints = ["checkpoints/*.pt"]\ntrusted = ["checkpoints/trusted.pt"]\n'
+                                  'imports = ["shopnet.models"]\n')
+    for name in ("hostile", "trusted"):
+        torch.save({"w": torch.ones(2), "payload": Planted(markers / f"{name}-unpickled")},
+                   root / "checkpoints" / f"{name}.pt")
+    for module in PLANTED_MODULES:
+        (root / f"{module}.py").write_text(f"open({str(markers / module)!r}, 'w').write('imported')\n")
+    return root, markers
+
+
+class Planted:
+    """Unpickling this runs code: it writes ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+ISOLATION_PYTHONS = [pytest.param(Path(sys.executable), id="this-python"),
+                     pytest.param(PYTHONS["2.5.1"], id="torch-2.5.1", marks=pytest.mark.skipif(
+                         not PYTHONS["2.5.1"], reason="needs the torch-2.5.1 release environment"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python", ISOLATION_PYTHONS)
+def test_the_worker_never_unpickles_an_untrusted_file_nor_imports_from_the_projects_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python: Path) -> None:
+    from harness.inspect import inspect_file
+
+    root, markers = hostile_project(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PYTHONPATH", str(root))  # -I and the stripped environment must ignore it
+    project = config.load(root)
+    inspections = [inspect_file(p) for p in project.checkpoints]
+    side = runner.run(project, inspections, [runner.Side("A", python)], tmp_path / "work")[0]
+    files = {Path(p).name: a for p, a in side.answers["files"].items()}
+    untrusted = files["hostile.pt"]["result"]["loads"]
+    assert untrusted["weights_only"]["status"] == "fail" and untrusted["unsafe"]["status"] == "skip"
+    assert untrusted["default"]["status"] in ("fail", "skip")
+    assert not (markers / "hostile-unpickled").exists(), "an untrusted file was fully unpickled"
+    # the planted damage is real: the trusted copy of the same file, unpickled in full, runs its payload
+    assert files["trusted.pt"]["result"]["loads"]["unsafe"]["status"] == "pass"
+    assert (markers / "trusted-unpickled").exists()
+    assert side.answers["imports"]["shopnet.models"]["status"] == "ok"  # the import root the config names works
+    assert sorted(p.name for p in markers.iterdir() if p.name in PLANTED_MODULES) == []
+    assert Path(side.answers["environment"]["executable"]).parent == python.parent

@@ -23,7 +23,7 @@ else:  # pragma: no cover
 
 REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PROJECT_KEYS = {"checkpoints", "trusted", "imports", "python_path", "steps", "resume_tolerance", "requirements",
-                "models", "training"}
+                "models", "training", "timeout_s", "memory_mb"}
 MODEL_KEYS = {"name", "factory", "checkpoint", "key", "new_factory", "batch"}
 TRAINING_KEYS = {"name", "checkpoint", "model", "optimizer", "scheduler", "batch", "loss", "keys", "steps"}
 
@@ -43,6 +43,10 @@ class Project:
     requirements: dict[str, list[str]]
     models: list[dict[str, Any]]
     trainings: list[dict[str, Any]]
+    #: wall-clock seconds one release's worker may run before it is stopped
+    timeout_s: float = 900.0
+    #: address space the worker may add after importing torch (RLIMIT_AS); 0: no cap
+    memory_mb: int = 16384
 
 
 def find(root: Path, config: Optional[Path]) -> tuple[Path, dict[str, Any]]:
@@ -134,6 +138,12 @@ def load(root: Path, config: Optional[Path] = None) -> Project:
     requirements = table.get("requirements", {})
     if not isinstance(requirements, dict):
         raise HarnessError(f"{where}: requirements must be a table release = [\"package==x\", ...]")
+    limits = {key: table.get(key, default) for key, default in (("timeout_s", 900.0), ("memory_mb", 16384))}
+    for key, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (key == "timeout_s"
+                                                                                             and value == 0):
+            raise HarnessError(f"{where}: {key} must be a number {'> 0' if key == 'timeout_s' else '>= 0 (0: no cap)'}")
     return Project(root, source, files, trusted, [str(i) for i in table.get("imports", [])],
                    [(root / p).resolve() for p in table.get("python_path", ["."])], int(table.get("steps", 3)),
-                   float(tolerance), {str(k): list(v) for k, v in requirements.items()}, models, trainings)
+                   float(tolerance), {str(k): list(v) for k, v in requirements.items()}, models, trainings,
+                   float(limits["timeout_s"]), int(limits["memory_mb"]))

@@ -40,22 +40,38 @@ def request(project: Project, inspections: list[Any], out: Path) -> dict[str, An
     files = [{"path": str(i.path), "container": i.container, "devices": i.devices, "broken": not i.loadable,
               "trusted": Path(i.path) in project.trusted} for i in inspections]
     return {"root": str(project.root), "sys_path": [str(p) for p in project.python_path], "imports": project.imports,
-            "files": files, "models": project.models,
+            "files": files, "models": project.models, "memory_mb": project.memory_mb,
             "trainings": [{**t, "steps": t["steps"]} for t in project.trainings], "out": str(out)}
 
 
-def run_side(side: Side, body: dict[str, Any], folder: Path) -> Side:
+def worker_command(python: Path, request_path: Path) -> list[str]:
+    """The worker isolated as ``check``'s is: ``-I`` (no user site, no script folder or cwd on sys.path,
+    no PYTHON* variables honoured)."""
+    return [str(python), "-I", str(WORKER), str(request_path)]
+
+
+def worker_env() -> dict[str, str]:
+    """The caller's environment without PYTHON* variables (``-I`` ignores them too; belt and braces)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, "PYTHONWARNINGS": "ignore"}
+
+
+def run_side(side: Side, body: dict[str, Any], folder: Path, timeout: float = 900.0) -> Side:
+    """Run the worker for ``side`` in ``folder/<release>`` (its cwd: private, never the project)."""
     side.out = folder / side.release
     side.out.mkdir(parents=True, exist_ok=True)
     path = side.out / "request.json"
     path.write_text(json.dumps({**body, "out": str(side.out)}))
     started = time.perf_counter()
-    done = subprocess.run([str(side.python), str(WORKER), str(path)], capture_output=True, text=True,
-                          cwd=body["root"], env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        done = subprocess.run(worker_command(side.python, path), capture_output=True, text=True, cwd=side.out,
+                              env=worker_env(), timeout=timeout)
+        stderr = done.stderr
+    except subprocess.TimeoutExpired:
+        stderr = f"stopped after its {timeout:g} s budget (config `timeout_s`)"
     side.seconds = time.perf_counter() - started
     answers = side.out / "answers.json"
     if not answers.exists():
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"torch {side.release}: the upgrade worker ({side.python}) did not finish: {tail}")
     side.answers = json.loads(answers.read_text())
     return side
@@ -64,7 +80,7 @@ def run_side(side: Side, body: dict[str, Any], folder: Path) -> Side:
 def run(project: Project, inspections: list[Any], sides: list[Side], folder: Path) -> list[Side]:
     body = request(project, inspections, folder)
     with ThreadPoolExecutor(max_workers=len(sides)) as pool:
-        return list(pool.map(lambda s: run_side(s, body, folder), sides))
+        return list(pool.map(lambda s: run_side(s, body, folder, project.timeout_s), sides))
 
 
 def config_errors(side: Side) -> list[str]:

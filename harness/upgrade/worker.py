@@ -1,11 +1,14 @@
 """Everything ``ckpt-harness upgrade`` does inside one release: ``python worker.py REQUEST.json``.
 
-Run with the release's interpreter from the user's project root, so it needs only the standard
-library, torch and the user's own code (which the user's project config names: their consent to run
-it). Checkpoints are loaded ``weights_only=True`` — with an allowlist only after
-:mod:`harness.checkfile.safeglobals` found and ran one — and with ``weights_only=False`` only where
-the config marks the file trusted. Each answer is written to the request's ``out`` JSON; tensors to
-compare across releases (outputs, resumed parameters, RNG draws) go to ``.pt`` files beside it.
+Run with the release's interpreter as ``python -I`` from a private temporary folder (see
+:func:`harness.upgrade.run.run_side`), so it needs only the standard library, torch and the user's
+own code, imported from the import roots the project config names (``python_path``; naming a factory
+is the user's consent to run it) and from nowhere else: not the current directory, not
+``PYTHONPATH``, not a ``sitecustomize`` lying in the project. Checkpoints are loaded
+``weights_only=True`` — with an allowlist only after :mod:`harness.checkfile.safeglobals` found and
+ran one — and with ``weights_only=False`` only where the config marks the file trusted. Each answer
+is written to the request's ``out`` JSON; tensors to compare across releases (outputs, resumed
+parameters, RNG draws) go to ``.pt`` files beside it.
 
 A problem with the config itself (a factory that does not exist or raises, a missing key) is
 reported as ``config_error``: in the release the user is on, the caller turns it into exit 2; in the
@@ -19,7 +22,9 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import sys
+import sysconfig
 import traceback
 import warnings
 from pathlib import Path
@@ -268,16 +273,48 @@ def guarded(what: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"status": "error", "error": f"{one_line(exc)} (at {Path(frame.filename).name}:{frame.lineno})"}
 
 
+def import_roots(path: list[str], roots: list[str]) -> list[str]:
+    """``path`` (``sys.path``) with the project's import ``roots`` placed after the standard library.
+
+    The worker runs as ``python -I`` from a private folder: neither the current directory nor
+    ``PYTHONPATH`` is on ``sys.path``. The roots the config names go before site-packages (the
+    project's own code wins over an installed copy of it) but after the standard library, so a
+    project file named like a stdlib module (``inspect.py``, ``glob.py``) is never imported.
+    """
+    stdlib = {str(Path(p).resolve()) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"])}
+
+    def is_stdlib(entry: str) -> bool:
+        resolved = Path(entry).resolve()
+        return entry.endswith(".zip") or any(str(resolved) == s or str(resolved).startswith(s + os.sep)
+                                             and "site-packages" not in resolved.parts for s in stdlib)
+
+    position = next((i for i, entry in enumerate(path) if entry and not is_stdlib(entry)), len(path))
+    added = [r for r in roots if r not in path]
+    return [*path[:position], *added, *path[position:]]
+
+
+def limit_memory(extra_mb: int) -> None:
+    """Cap the address space at what the worker uses now plus ``extra_mb`` (0: no cap); no core dumps."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if extra_mb <= 0:
+        return
+    try:
+        size = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        return
+    ceiling = size + extra_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+
+
 def main(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
-    os.chdir(request["root"])
-    sys.path[:0] = request["sys_path"]
-    if sys.path and Path(sys.path[-1]).resolve() == HERE:  # never this folder
-        sys.path.pop()
+    sys.path[:] = import_roots(sys.path, request["sys_path"])
     check = by_path(CHECK_WORKER, "_ckpt_check_worker")
     compat = check.load_compat()
     import torch
 
+    limit_memory(int(request.get("memory_mb", 0)))
     out = Path(request["out"])
     answers: dict[str, Any] = {"environment": {"torch": torch.__version__, "python": platform.python_version(),
                                                "executable": sys.executable}, "imports": {}}
