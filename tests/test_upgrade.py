@@ -113,22 +113,43 @@ def test_the_user_projects_config_parses() -> None:
 # -- comparing and reporting ---------------------------------------------------------------------
 
 
-def test_compare_finds_one_changed_bit() -> None:
-    a = {"w": torch.ones(3), "b": torch.zeros(2)}
-    b = {"w": torch.ones(3), "b": torch.tensor([0.0, 1e-7])}
-    assert runner.compare_tensors(a, dict(a))["bitexact"]
-    found = runner.compare_tensors(a, b)
+def stored(tmp_path: Path, tensors: dict[str, torch.Tensor], name: str = "t") -> dict[str, runner.Stored]:
+    """``tensors`` written by the worker's own writer and read back the way the caller reads them."""
+    from harness.upgrade import worker
+
+    path = tmp_path / f"{name}-{len(list(tmp_path.glob('*.npz')))}.npz"
+    worker.save_tensors(tensors, path)
+    found = runner._tensors(path)
+    assert found is not None
+    return found
+
+
+def test_compare_finds_one_changed_bit(tmp_path: Path) -> None:
+    a = {"w": torch.ones(3), "b": torch.zeros(2), "h": torch.ones(2, dtype=torch.bfloat16), "s": torch.tensor(3)}
+    b = {**a, "b": torch.tensor([0.0, 1e-7])}
+    assert runner.compare_tensors(stored(tmp_path, a), stored(tmp_path, dict(a)))["bitexact"]
+    found = runner.compare_tensors(stored(tmp_path, a), stored(tmp_path, b))
     assert not found["bitexact"] and found["max_abs_diff"]["b"] == pytest.approx(1e-7)
+    assert found["max_abs_diff"]["w"] == 0.0
+    signed = runner.compare_tensors(stored(tmp_path, {"z": torch.zeros(1)}), stored(tmp_path, {"z": -torch.zeros(1)}))
+    assert not signed["bitexact"]  # -0.0 == 0.0 in value, not in bits
+    half = {**a, "h": torch.tensor([1.0, 1.0078125], dtype=torch.bfloat16)}
+    assert runner.compare_tensors(stored(tmp_path, a), stored(tmp_path, half))["max_abs_diff"]["h"] == 0.0078125
+    reshaped = runner.compare_tensors(stored(tmp_path, a), stored(tmp_path, {**a, "w": torch.ones(1, 3)}))
+    assert reshaped["max_abs_diff"]["w"] == float("inf") and not reshaped["bitexact"]
 
 
 def _training_files(tmp_path: Path, shift: float, rng_shift: float) -> tuple[runner.Side, runner.Side]:
+    from harness.upgrade import worker
+
     sides = []
     for n, release in enumerate(("A", "B")):
         out = tmp_path / release
         out.mkdir(parents=True)
-        torch.save({"params": {"w": torch.ones(2) + n * shift, "h": torch.zeros(1)}, "groups": {"w": 0, "h": 1},
-                    "rng": {"dropout mask": torch.ones(4) * (1 + n * rng_shift)}}, out / "training-t.pt")
-        sides.append(runner.Side(release, Path(sys.executable), out=out))
+        worker.save_tensors({"w": torch.ones(2) + n * shift, "h": torch.zeros(1)}, out / "training-t-params.npz")
+        worker.save_tensors({"dropout mask": torch.ones(4) * (1 + n * rng_shift)}, out / "training-t-rng.npz")
+        sides.append(runner.Side(release, Path(sys.executable), out=out,
+                                 answers={"trainings": {"t": {"groups": {"w": 0, "h": 1}}}}))
     return sides[0], sides[1]
 
 

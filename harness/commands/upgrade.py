@@ -57,14 +57,16 @@ def interpreters(args: argparse.Namespace, requirements: dict[str, list[str]], l
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from harness.inspect import inspect_file
+    from harness.inspect.isolated import inspect_isolated
     from harness.upgrade import answers, config, report
     from harness.upgrade import run as runner
 
     started = time.perf_counter()
     project = config.load(args.project, args.config)
     pythons = interpreters(args, project.requirements, lambda line: console.print(f"[dim]{escape(line)}[/dim]"))
-    inspections = [inspect_file(path) for path in project.checkpoints]
+    # inspected as check does (a forked child under limits), without importing torch here: each
+    # side's worker reports its own weights_only allowlist (answers.as_seen_by)
+    inspections = [inspect_isolated(path, allowlist=None)[0] for path in project.checkpoints]
     sides = [runner.Side(release, python) for release, python in pythons.items()]
     with runner.workspace(args.keep)() as folder:
         a, b = runner.run(project, inspections, sides, Path(folder))

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.checkfile.verdicts import FIXED, LOADS, UNSAFE_ONLY, judge
 from harness.upgrade import run as runner
 from harness.upgrade.config import Project
 
 
+def as_seen_by(inspection: Any, side: runner.Side) -> Any:
+    """The inspection with its globals sorted against ``side``'s own weights_only allowlist.
+
+    The caller inspects without importing torch (``allowlist=None``); which globals a release
+    accepts is that release's business, so each side's worker reports its allowlist.
+    """
+    from harness.inspect import sort_globals
+
+    names: Optional[list[str]] = side.answers["environment"].get("allowlist")
+    seen = copy.copy(inspection)
+    sort_globals(seen, None if names is None else frozenset(names))
+    return seen
+
+
 def file_answer(inspection: Any, side: runner.Side) -> dict[str, Any]:
     """Load: the verdict headline, the informative error, the verified fix, the known breaks."""
+    inspection = as_seen_by(inspection, side)
     got = side.answers["files"].get(str(inspection.path), {})
     if got.get("status") != "ok":
         return {"headline": f"not tried ({got.get('error', 'the worker did not reach it')})", "fixes": [],
@@ -51,5 +67,6 @@ def build(project: Project, inspections: list[Any], a: runner.Side, b: runner.Si
     imports = {s.release: s.answers.get("imports", {}) for s in (a, b)}
     everything = all(x["ok"] for x in files + models + trainings)
     return {"from": a.release, "to": b.release, "torch": {s.release: s.answers["environment"]["torch"] for s in (a, b)},
-            "seconds": {s.release: round(s.seconds, 1) for s in (a, b)}, "files": files, "models": models,
+            "seconds": {s.release: round(s.seconds, 1) for s in (a, b)},
+            "phases": {s.release: s.answers.get("timings", {}) for s in (a, b)}, "files": files, "models": models,
             "trainings": trainings, "imports": imports, "ok": everything, "project": str(project.root)}

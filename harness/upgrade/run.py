@@ -35,6 +35,12 @@ class Side:
     seconds: float = 0.0
     out: Optional[Path] = None
 
+    def file(self, name: str) -> Path:
+        """``name`` in this side's folder (set once the worker ran)."""
+        if self.out is None:
+            raise HarnessError(f"torch {self.release}: the worker has not run")
+        return self.out / name
+
 
 def request(project: Project, inspections: list[Any], out: Path) -> dict[str, Any]:
     files = [{"path": str(i.path), "container": i.container, "devices": i.devices, "broken": not i.loadable,
@@ -44,10 +50,17 @@ def request(project: Project, inspections: list[Any], out: Path) -> dict[str, An
             "trainings": [{**t, "steps": t["steps"]} for t in project.trainings], "out": str(out)}
 
 
+def pycache_root() -> Path:
+    """Where the workers' bytecode goes (``-X pycache_prefix``): never into the release's environment."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "checkpoint-harness" / "pycache"
+
+
 def worker_command(python: Path, request_path: Path) -> list[str]:
     """The worker isolated as ``check``'s is: ``-I`` (no user site, no script folder or cwd on sys.path,
-    no PYTHON* variables honoured)."""
-    return [str(python), "-I", str(WORKER), str(request_path)]
+    no PYTHON* variables honoured). Its bytecode is cached under :func:`pycache_root`, so the
+    interpreter's environment is never written to (it may be read-only, or shared), and a warm
+    cache spares every later run compiling torch from source (minutes of CPU in a fresh env)."""
+    return [str(python), "-I", "-X", f"pycache_prefix={pycache_root()}", str(WORKER), str(request_path)]
 
 
 def worker_env() -> dict[str, str]:
@@ -57,19 +70,19 @@ def worker_env() -> dict[str, str]:
 
 def run_side(side: Side, body: dict[str, Any], folder: Path, timeout: float = 900.0) -> Side:
     """Run the worker for ``side`` in ``folder/<release>`` (its cwd: private, never the project)."""
-    side.out = folder / side.release
-    side.out.mkdir(parents=True, exist_ok=True)
-    path = side.out / "request.json"
-    path.write_text(json.dumps({**body, "out": str(side.out)}))
+    out = side.out = folder / side.release
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "request.json"
+    path.write_text(json.dumps({**body, "out": str(out)}))
     started = time.perf_counter()
     try:
-        done = subprocess.run(worker_command(side.python, path), capture_output=True, text=True, cwd=side.out,
+        done = subprocess.run(worker_command(side.python, path), capture_output=True, text=True, cwd=out,
                               env=worker_env(), timeout=timeout)
         stderr = done.stderr
     except subprocess.TimeoutExpired:
         stderr = f"stopped after its {timeout:g} s budget (config `timeout_s`)"
     side.seconds = time.perf_counter() - started
-    answers = side.out / "answers.json"
+    answers = out / "answers.json"
     if not answers.exists():
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"torch {side.release}: the upgrade worker ({side.python}) did not finish: {tail}")
@@ -93,31 +106,46 @@ def config_errors(side: Side) -> list[str]:
 # -- comparing --------------------------------------------------------------------------------------
 
 
-def _tensors(path: Path) -> Optional[dict[str, Any]]:
-    import torch
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """One tensor a worker wrote for comparison (see :func:`harness.upgrade.worker.save_tensors`)."""
 
-    return torch.load(path, weights_only=True) if path.exists() else None
+    meta: str
+    bits: Any
+    values: Any
 
 
-def compare_tensors(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Bit-exact or not, and the max abs difference per name (harness-written files from this run)."""
-    import torch
+def _tensors(path: Path) -> Optional[dict[str, Stored]]:
+    """A worker's ``.npz`` of tensors (read with numpy: the caller never imports torch), or None."""
+    import numpy
+
+    if not path.exists():
+        return None
+    with numpy.load(path, allow_pickle=False) as data:
+        names = [key.split("/", 1)[1] for key in data.files if key.startswith("meta/")]
+        return {n: Stored(str(data[f"meta/{n}"]), data[f"bits/{n}"], data[f"values/{n}"]) for n in names}
+
+
+def compare_tensors(a: dict[str, Stored], b: dict[str, Stored]) -> dict[str, Any]:
+    """Bit-exact or not, and the max abs difference per name (worker-written files from this run)."""
+    import numpy
 
     diffs: dict[str, float] = {}
     exact = set(a) == set(b)
     for key in sorted(set(a) & set(b)):
         x, y = a[key], b[key]
-        if x.shape != y.shape or x.dtype != y.dtype:
+        if x.meta != y.meta:
             exact, diffs[key] = False, float("inf")
             continue
-        same = torch.equal(x, y)
+        same = bool(numpy.array_equal(x.bits, y.bits))
         exact = exact and same
-        diffs[key] = 0.0 if same else float((x.double() - y.double()).abs().max())
+        diffs[key] = 0.0 if same or not x.values.size else float(numpy.nan_to_num(
+            numpy.abs(x.values - y.values), nan=numpy.inf).max())
     return {"bitexact": exact, "max_abs_diff": diffs, "only_in_one": sorted(set(a) ^ set(b))}
 
 
 def outputs(name: str, a: Side, b: Side) -> dict[str, Any]:
-    left, right = (_tensors(s.out / f"model-{name}-outputs.pt") for s in (a, b))
+    left, right = (_tensors(s.file(f"model-{name}-outputs.npz")) for s in (a, b))
     if left is None or right is None:
         missing = [s.release for s, t in ((a, left), (b, right)) if t is None]
         return {"status": "not tried", "why": f"no forward ran in torch {', '.join(missing)}"}
@@ -127,16 +155,18 @@ def outputs(name: str, a: Side, b: Side) -> dict[str, Any]:
 
 
 def resume(name: str, a: Side, b: Side, tolerance: float) -> dict[str, Any]:
-    left, right = (_tensors(s.out / f"training-{name}.pt") for s in (a, b))
-    if left is None or right is None:
+    left, right = (_tensors(s.file(f"training-{name}-params.npz")) for s in (a, b))
+    draws = [_tensors(s.file(f"training-{name}-rng.npz")) for s in (a, b)]
+    if left is None or right is None or draws[0] is None or draws[1] is None:
         missing = [s.release for s, t in ((a, left), (b, right)) if t is None]
         return {"status": "not tried", "why": f"the steps did not run in torch {', '.join(missing)}"}
-    params = compare_tensors(left["params"], right["params"])
+    params = compare_tensors(left, right)
+    owner = a.answers.get("trainings", {}).get(name, {}).get("groups", {})
     groups: dict[str, float] = {}
     for param, diff in params["max_abs_diff"].items():
-        group = f"group {left['groups'].get(param, '?')}"
+        group = f"group {owner.get(param, '?')}"
         groups[group] = max(groups.get(group, 0.0), diff)
-    rng = compare_tensors(left["rng"], right["rng"])
+    rng = compare_tensors(draws[0], draws[1])
     worst = max(groups.values(), default=0.0)
     within = params["bitexact"] or worst <= tolerance
     differing = sum(1 for d in params["max_abs_diff"].values() if d)

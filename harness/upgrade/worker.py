@@ -17,6 +17,7 @@ target release the same failure is a finding.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -25,6 +26,7 @@ import platform
 import resource
 import sys
 import sysconfig
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -37,6 +39,8 @@ PREFIXES = ("module.", "_orig_mod.")
 
 def by_path(path: Path, name: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -75,7 +79,8 @@ class Loader:
     """Load the project's files the way their verdict says works here, keeping the code that did."""
 
     def __init__(self, check: Any, compat: Any, files: dict[str, dict[str, Any]]) -> None:
-        self.check, self.compat, self.files, self.results = check, compat, files, {}
+        self.check, self.compat, self.files = check, compat, files
+        self.results: dict[str, dict[str, Any]] = {}
 
     def verdict(self, path: str) -> dict[str, Any]:
         if path not in self.results:
@@ -181,6 +186,25 @@ def flat_tensors(value: Any, prefix: str = "out") -> dict[str, Any]:
     return {}
 
 
+def save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    """Tensors to compare across releases, as numpy arrays the caller reads without importing torch.
+
+    Per name: ``bits/NAME`` (the raw bytes: equal bits is bit-exact), ``values/NAME`` (float64, or
+    complex128, for the size of a difference) and ``meta/NAME`` (``"dtype shape"``).
+    """
+    import numpy
+    import torch
+
+    arrays: dict[str, Any] = {}
+    for name, tensor in tensors.items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        arrays[f"bits/{name}"] = flat.view(torch.uint8).numpy() if flat.numel() else numpy.zeros(0, numpy.uint8)
+        arrays[f"values/{name}"] = (flat.to(torch.complex128) if flat.is_complex() else flat.double()).numpy()
+        arrays[f"meta/{name}"] = numpy.array(f"{str(tensor.dtype).removeprefix('torch.')} {list(tensor.shape)}")
+    with open(path, "wb") as stream:
+        numpy.savez(stream, **arrays)
+
+
 def run_model(spec: dict[str, Any], loader: Loader, out: Path) -> dict[str, Any]:
     import torch
 
@@ -195,7 +219,7 @@ def run_model(spec: dict[str, Any], loader: Loader, out: Path) -> dict[str, Any]
     model.eval()
     with torch.no_grad():
         outputs = flat_tensors(model(*args, **kwargs))
-    torch.save(outputs, out / f"model-{spec['name']}-outputs.pt")
+    save_tensors(outputs, out / f"model-{spec['name']}-outputs.npz")
     answer["outputs"] = sorted(outputs)
     if spec.get("new_factory"):
         new_model = call(spec["new_factory"], "new_factory")
@@ -253,10 +277,10 @@ def run_training(spec: dict[str, Any], loader: Loader, out: Path) -> dict[str, A
         losses.append(float(loss.detach()))
     names = {id(p): n for n, p in model.named_parameters()}
     groups = {names[id(p)]: i for i, g in enumerate(optimizer.param_groups) for p in g["params"] if id(p) in names}
-    torch.save({"params": {n: p.detach().clone() for n, p in model.named_parameters()}, "groups": groups,
-                "rng": draws}, out / f"training-{spec['name']}.pt")
+    save_tensors(dict(model.named_parameters()), out / f"training-{spec['name']}-params.npz")
+    save_tensors(draws, out / f"training-{spec['name']}-rng.npz")
     return {"load_code": load_code, "model_load": fixed, "losses": losses, "steps": len(losses),
-            "lr": [g["lr"] for g in optimizer.param_groups]}
+            "lr": [g["lr"] for g in optimizer.param_groups], "groups": groups}
 
 
 def guarded(what: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -307,7 +331,30 @@ def limit_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
 
 
+def import_module(name: str) -> dict[str, Any]:
+    importlib.import_module(name)
+    return {}
+
+
+def file_verdict(loader: Loader, path: str) -> dict[str, Any]:
+    return {"result": loader.verdict(path)}
+
+
+class Clock:
+    """Seconds per phase (wall and this process's CPU), reported with the answers."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, dict[str, float]] = {}
+        self.mark = (time.perf_counter(), time.process_time())
+
+    def lap(self, phase: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.phases[phase] = {"wall_s": round(now[0] - self.mark[0], 2), "cpu_s": round(now[1] - self.mark[1], 2)}
+        self.mark = now
+
+
 def main(request_path: str) -> int:
+    clock = Clock()
     request = json.loads(Path(request_path).read_text())
     sys.path[:] = import_roots(sys.path, request["sys_path"])
     check = by_path(CHECK_WORKER, "_ckpt_check_worker")
@@ -316,15 +363,25 @@ def main(request_path: str) -> int:
 
     limit_memory(int(request.get("memory_mb", 0)))
     out = Path(request["out"])
+    allowlist = compat.weights_only_allowlist()
     answers: dict[str, Any] = {"environment": {"torch": torch.__version__, "python": platform.python_version(),
-                                               "executable": sys.executable}, "imports": {}}
+                                               "executable": sys.executable,
+                                               "allowlist": None if allowlist is None else sorted(allowlist)},
+                               "imports": {}}
+    clock.lap("import torch")
     for name in request.get("imports", []):
-        answers["imports"][name] = guarded(lambda name=name: (importlib.import_module(name), {})[1])
+        answers["imports"][name] = guarded(functools.partial(import_module, name))
+    clock.lap("imports")
     loader = Loader(check, compat, {f["path"]: f for f in request["files"]})
-    answers["files"] = {path: guarded(lambda path=path: {"result": loader.verdict(path)}) for path in loader.files}
-    answers["models"] = {m["name"]: guarded(lambda m=m: run_model(m, loader, out)) for m in request.get("models", [])}
-    answers["trainings"] = {t["name"]: guarded(lambda t=t: run_training(t, loader, out))
+    answers["files"] = {path: guarded(functools.partial(file_verdict, loader, path)) for path in loader.files}
+    clock.lap("files")
+    answers["models"] = {m["name"]: guarded(functools.partial(run_model, m, loader, out))
+                         for m in request.get("models", [])}
+    clock.lap("models")
+    answers["trainings"] = {t["name"]: guarded(functools.partial(run_training, t, loader, out))
                             for t in request.get("trainings", [])}
+    clock.lap("trainings")
+    answers["timings"] = clock.phases
     (out / "answers.json").write_text(json.dumps(answers, default=str))
     return 0
 
