@@ -244,6 +244,24 @@ def tests(session: nox.Session) -> None:
     env.run("pytest", "-m", "slow")
 
 
+UPGRADE_RELEASES = ("2.5.1", "2.13.0")
+
+
+@nox.session(python="3.11", venv_backend="none")
+def upgrade_e2e(session: nox.Session) -> None:
+    """``ckpt-harness upgrade`` 2.5.1 → 2.13.0 end to end on tests/userproject (every printed fix re-applied in
+    2.13.0), the worker's isolation in 2.5.1, and every breaks-catalog reproducer in both releases: the slow
+    tests of tests/test_upgrade.py and tests/test_breaks.py with both release environments present (built here
+    when missing; CI runs it after the matrix has built them). A test that would skip for a missing environment
+    fails instead (``CKPT_HARNESS_REQUIRE_RELEASES``), and so does a run where no test ran."""
+    for release in UPGRADE_RELEASES:
+        ReleaseEnv(session, release)
+    env = ReleaseEnv(session, TOOLS_RELEASE)
+    env.install("-e .[test]")
+    env.run("pytest", "-p", "no:cacheprovider", "-m", "slow", "-rs", "tests/test_upgrade.py", "tests/test_breaks.py",
+            *session.posargs, env={"CKPT_HARNESS_REQUIRE_RELEASES": ",".join(UPGRADE_RELEASES)})
+
+
 @nox.session(python="3.11", venv_backend="none")
 def tests_fast(session: nox.Session) -> None:
     """The fast tier alone (``pytest -m "not slow"``, in process, about a minute): the edit-test loop."""

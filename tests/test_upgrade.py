@@ -19,15 +19,13 @@ from typing import Any
 import pytest
 import torch
 
-from harness.checkfile import envs
 from harness.errors import HarnessError
 from harness.upgrade import config, report
 from harness.upgrade import run as runner
+from tests._releases import need
 from tests.conftest import run_cli
 
 PROJECT = Path(__file__).resolve().parent / "userproject"
-PYTHONS = {r: envs.find(r) for r in ("2.5.1", "2.13.0")}
-HAVE_BOTH = all(PYTHONS.values())
 
 
 def project_copy(tmp_path: Path, table: str = "") -> Path:
@@ -244,11 +242,10 @@ print(json.dumps(failures))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_BOTH, reason="needs the torch-2.5.1 and torch-2.13.0 release environments "
-                                          "(.nox/releases or $CKPT_HARNESS_ENVS)")
 def test_upgrade_2_5_1_to_2_13_0_on_the_user_project(tmp_path: Path) -> None:
+    pythons = need("2.5.1", "2.13.0")
     root = project_copy(tmp_path)
-    write_checkpoints(root, PYTHONS["2.5.1"])
+    write_checkpoints(root, pythons["2.5.1"])
     started = time.perf_counter()
     done = upgrade(root, "--from", "2.5.1", "--to", "2.13.0", "--json")
     seconds = time.perf_counter() - started
@@ -271,7 +268,7 @@ def test_upgrade_2_5_1_to_2_13_0_on_the_user_project(tmp_path: Path) -> None:
                          "file": model["spec"]["checkpoint"]})
         assert partial["ran"] and partial["values_equal"] and partial["mismatched"], partial
     assert len(snippets) >= 3
-    assert run_fixes_in(PYTHONS["2.13.0"], root, snippets) == []
+    assert run_fixes_in(pythons["2.13.0"], root, snippets) == []
     cnn = next(m for m in result["models"] if m["name"] == "cnn")["answers"]["2.13.0"]
     assert cnn["old_code"]["needs_fix"] and "module." in cnn["old_code"]["code"]  # the DataParallel prefix
     assert cnn["partial"]["mismatched"]["head.weight"] == [[10, 8], [12, 8]]
@@ -323,17 +320,14 @@ class Planted:
         return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
-ISOLATION_PYTHONS = [pytest.param(Path(sys.executable), id="this-python"),
-                     pytest.param(PYTHONS["2.5.1"], id="torch-2.5.1", marks=pytest.mark.skipif(
-                         not PYTHONS["2.5.1"], reason="needs the torch-2.5.1 release environment"))]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("python", ISOLATION_PYTHONS)
+@pytest.mark.parametrize("release", ["this-python", "2.5.1"])
 def test_the_worker_never_unpickles_an_untrusted_file_nor_imports_from_the_projects_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    """2.5.1: a release whose default torch.load is a full unpickle."""
     from harness.inspect import inspect_file
 
+    python = Path(sys.executable) if release == "this-python" else need(release)[release]
     root, markers = hostile_project(tmp_path)
     monkeypatch.chdir(root)
     monkeypatch.setenv("PYTHONPATH", str(root))  # -I and the stripped environment must ignore it
@@ -351,3 +345,28 @@ def test_the_worker_never_unpickles_an_untrusted_file_nor_imports_from_the_proje
     assert side.answers["imports"]["shopnet.models"]["status"] == "ok"  # the import root the config names works
     assert sorted(p.name for p in markers.iterdir() if p.name in PLANTED_MODULES) == []
     assert Path(side.answers["environment"]["executable"]).parent == python.parent
+
+
+@pytest.mark.slow
+def test_the_caller_never_imports_torch(tmp_path: Path) -> None:
+    """Inspection, comparison and the report run without torch (the workers import it, once each)."""
+    from harness.upgrade import worker
+
+    worker.save_tensors({"w": torch.ones(2)}, tmp_path / "t.npz")
+    torch.save({"w": torch.ones(2)}, tmp_path / "f.pt")
+    script = f"""
+import sys
+from pathlib import Path
+from harness.commands import upgrade  # noqa: F401
+from harness.inspect.isolated import inspect_isolated
+from harness.upgrade import answers, report, run
+found = inspect_isolated(Path({str(tmp_path / 'f.pt')!r}), allowlist=None)[0]
+assert found.container == "zip", found
+stored = run._tensors(Path({str(tmp_path / 't.npz')!r}))
+assert run.compare_tensors(stored, stored)["bitexact"]
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
