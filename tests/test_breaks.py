@@ -90,3 +90,26 @@ def test_reproducer_runs_agree_with_the_catalog(runs: dict, ident: str) -> None:
     assert verify.disagreements(entry, results) == [], results
     recorded = {k: v for k, v in entry.verified.items() if all(part in RELEASES for part in k.split("->"))}
     assert {k: results.get(k) for k in recorded} == recorded, results
+
+
+def bounds_not_run(entry: breaks.Break) -> list[str]:
+    """Bounds of ``entry``'s ranges that are not a release its ``verified`` runs showed it in."""
+    from packaging.specifiers import SpecifierSet
+
+    wrong = []
+    for side, specifier, part in (("consumer", entry.consumer, -1), ("producer", entry.producer, 0)):
+        showed = {key.split("->")[part] for key, shown in entry.verified.items() if shown}
+        wrong += [f"{entry.id} {side} {bound}" for bound in SpecifierSet(specifier) if bound.version not in showed]
+    return wrong
+
+
+def test_every_boundary_is_a_release_that_was_run() -> None:
+    """A bound in a range is a release the reproducer ran in and showed in, not a version read in release notes."""
+    assert [w for entry in CATALOG.values() for w in bounds_not_run(entry)] == []
+
+
+def test_a_bound_from_release_notes_is_caught() -> None:
+    assert bounds_not_run(dataclasses.replace(CATALOG["numpy-dtype-classes"], consumer=">=2.4")) == [
+        "numpy-dtype-classes consumer >=2.4"]
+    cross = CATALOG["export-schema-major-bump"]
+    assert bounds_not_run(dataclasses.replace(cross, producer="<2.6")) == ["export-schema-major-bump producer <2.6"]
