@@ -362,6 +362,8 @@ from harness.inspect.isolated import inspect_isolated
 from harness.upgrade import answers, report, run
 found = inspect_isolated(Path({str(tmp_path / 'f.pt')!r}), allowlist=None)[0]
 assert found.container == "zip", found
+from harness.checkfile import request_item
+assert request_item(found)["pickled"]
 stored = run._tensors(Path({str(tmp_path / 't.npz')!r}))
 assert run.compare_tensors(stored, stored)["bitexact"]
 print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))

@@ -43,8 +43,11 @@ class Side:
 
 
 def request(project: Project, inspections: list[Any], out: Path) -> dict[str, Any]:
-    files = [{"path": str(i.path), "container": i.container, "devices": i.devices, "broken": not i.loadable,
-              "trusted": Path(i.path) in project.trusted} for i in inspections]
+    """The workers' request: each file as ``check``'s worker takes it (its loader chosen here), plus whether the
+    project trusts it (only then is ``weights_only=False`` tried)."""
+    from harness.checkfile import request_item
+
+    files = [{**request_item(i), "trusted": Path(i.path) in project.trusted} for i in inspections]
     return {"root": str(project.root), "sys_path": [str(p) for p in project.python_path], "imports": project.imports,
             "files": files, "models": project.models, "memory_mb": project.memory_mb,
             "trainings": [{**t, "steps": t["steps"]} for t in project.trainings], "out": str(out)}
