@@ -354,15 +354,28 @@ def bench(session: nox.Session, torch: str) -> None:
 
 @nox.session(python="3.11", venv_backend="none")
 def bench_compare(session: nox.Session) -> None:
-    """The regression gate between releases: each results/bench/*.json against the next newer release's
-    (or ``nox -s bench_compare -- OLD.json NEW.json``); redraws reports/bench/ from all of them."""
+    """The regression gate between releases (not in plain `nox`): each pair of consecutive CPU releases of
+    the matrix, their benchmark workers taking turns round by round in the same time window beside an
+    identical rerun of the older one, gated only beyond that A/A floor (``bench-compare --interleave``):
+    results/bench/compare-<old>-<new>.json. ``nox -s bench_compare -- --sizes 256MB`` passes options on;
+    ``nox -s bench_compare -- OLD.json NEW.json`` compares two saved ``bench`` runs instead. Redraws
+    reports/bench/ from results/bench/torch-*-cpu.json where there are two or more."""
     env = ReleaseEnv(session, TOOLS_RELEASE)
     env.install("-e .[bench]")
     named = [a for a in session.posargs if a.endswith(".json")]
-    files = named or sorted((str(p) for p in BENCH_RESULTS.glob("torch-*-cpu.json")),
+    saved = named or sorted((str(p) for p in BENCH_RESULTS.glob("torch-*-cpu.json")),
                             key=lambda p: _version_key(Path(p).name.split("-")[1].split("+")[0]))
-    if len(files) < 2:
-        session.error("bench_compare needs two results/bench/*.json: run `nox -s bench` for two releases first")
-    env.run("ckpt-harness", "bench-plot", *files, "--out", str(ROOT / "reports" / "bench"))
-    for old, new in zip(files, files[1:], strict=False):
-        env.run("ckpt-harness", "bench-compare", old, new)
+    if len(saved) >= 2:
+        env.run("ckpt-harness", "bench-plot", *saved, "--out", str(ROOT / "reports" / "bench"))
+    if named:
+        for old, new in zip(named, named[1:], strict=False):
+            env.run("ckpt-harness", "bench-compare", old, new)
+        return
+    releases = sorted({p.args[1] for p in MATRIX if p.args[2] == "cpu"}, key=_version_key)
+    if len(releases) < 2:
+        session.error("bench_compare needs two releases: CKPT_HARNESS_TORCH=2.5.1,2.6.0 nox -s bench_compare")
+    BENCH_RESULTS.mkdir(parents=True, exist_ok=True)
+    for old, new in zip(releases, releases[1:], strict=False):
+        pythons = [str(ReleaseEnv(session, release).bin / "python") for release in (old, new)]
+        env.run("ckpt-harness", "bench-compare", "--interleave", *pythons,
+                "--json", str(BENCH_RESULTS / f"compare-{old}-{new}.json"), *_bench_args(session.posargs))

@@ -25,11 +25,16 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 @dataclasses.dataclass
 class Turn:
-    """One subject's turn: untimed ``setup``, timed ``target``, untimed ``teardown`` (free what it made)."""
+    """One subject's turn: untimed ``setup``, timed ``target``, untimed ``teardown`` (free what it made).
+
+    A turn timed elsewhere (in another process, :mod:`harness.bench.pair`) gives ``timed`` instead:
+    it runs the whole turn and returns the seconds its own clock measured around the target.
+    """
 
     target: Callable[[], None]
     setup: Callable[[], None] = lambda: None
     teardown: Callable[[], None] = lambda: None
+    timed: Optional[Callable[[], float]] = None
 
 
 @dataclasses.dataclass
@@ -98,6 +103,8 @@ def run(turns: Mapping[str, Turn], rounds: int, warmup: int = 1,
 
 
 def _take(turn: Turn, clock: Callable[[], float]) -> float:
+    if turn.timed is not None:
+        return turn.timed()
     turn.setup()
     started = clock()
     turn.target()
