@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import io
 import pickletools
 import struct
@@ -45,7 +46,7 @@ class StorageRecord:
     location: str
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Op:
     name: str
     arg: Any
@@ -53,13 +54,22 @@ class _Op:
     end: int
 
 
-def _ops(data: bytes) -> list[_Op]:
+@functools.lru_cache(maxsize=4)
+def _parsed(data: bytes) -> tuple[tuple[_Op, ...], tuple[_Site, ...]]:
+    """The op stream of a pickle and its storage sites, parsed once per distinct pickle: a CUDA-tagged copy
+    reads the original's records and rewrites the same bytes, twice (cuda:0 and cuda:1), and pickletools
+    walks a big pickle slowly (about half of ``cuda_tagged``'s time was these repeated walks)."""
+    ops = _walk(data)
+    return tuple(ops), tuple(_sites(ops))
+
+
+def _walk(data: bytes) -> list[_Op]:
     found = list(pickletools.genops(data))
     ends = [pos for _, _, pos in found[1:]] + [len(data)]
     return [_Op(op.name, arg, int(pos or 0), int(end or 0)) for (op, arg, pos), end in zip(found, ends, strict=True)]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Site:
     key: str
     location: str
@@ -149,8 +159,8 @@ def retag_pickle(data: bytes, location: str) -> bytes:
     rewritten where it is written. If that string is also used for something other than a storage
     location, rewriting it would change data: that raises :class:`TagError` instead.
     """
-    ops = _ops(data)
-    sites = _sites(ops)
+    parsed, found = _parsed(data)
+    ops, sites = list(parsed), list(found)
     if not sites:
         raise TagError("no storage records in this pickle")
     literals = {site.literal for site in sites}
@@ -194,7 +204,7 @@ def storage_locations(path: Path) -> list[StorageRecord]:
 
 
 def _records(data: bytes) -> list[StorageRecord]:
-    return [StorageRecord(site.key, site.location) for site in _sites(_ops(data))]
+    return [StorageRecord(site.key, site.location) for site in _parsed(data)[1]]
 
 
 def retag(source: Path, target: Path, location: str) -> list[StorageRecord]:
