@@ -205,3 +205,27 @@ def test_two_real_releases_take_turns_and_their_identical_rerun_is_not_flagged(t
     doc = json.loads(out.read_text())
     assert doc["machines"]["old"]["torch"].startswith(old) and doc["machines"]["new"]["torch"].startswith(new)
     assert all(len(b["times"]["new"]) == 14 for b in doc["benchmarks"] if not b["skip"] and not b["problem"])
+
+
+def test_the_worker_times_each_turn_itself_and_checks_the_work_at_the_end(tmp_path: Path) -> None:
+    """The real worker's server, in this process: prepare, turns, finish (what the coordinator sends)."""
+    import io
+
+    from harness.bench import worker
+
+    items = [pair.Item(64 << 10, None, "memcpy", "n/a", "baseline"),
+             pair.Item(64 << 10, "state_dict_zip", "load", "warm"),
+             pair.Item(64 << 10, "state_dict_legacy", "load_mmap", "warm")]
+    requests = [{"op": "prepare", "items": [i.request for i in items], "workdir": str(tmp_path), "threads": None,
+                 "plugins": [], "clock": "cpu"},
+                *[{"op": "turn", "id": i.id} for i in items[:2] for _ in range(3)], {"op": "finish"},
+                {"op": "turn", "id": "never-prepared"}]
+    answers = io.StringIO()
+    worker.serve(io.StringIO("".join(json.dumps(r) + "\n" for r in requests)), answers)
+    ready, *turns, finished, unknown = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert ready["ready"][items[0].id] is None and ready["ready"][items[1].id] is None
+    assert ready["ready"][items[2].id]["skip"]  # the legacy stream cannot be mapped: a skip, with the reason
+    assert all(t["seconds"] >= 0 for t in turns) and len(turns) == 6
+    assert finished["problems"] == {items[0].id: None, items[1].id: None}
+    assert finished["info"][items[1].id]["load_mode"] == "weights_only"
+    assert "error" in unknown and list(tmp_path.iterdir()) == []
