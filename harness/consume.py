@@ -122,8 +122,9 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
     sources = main_sources(fmt, entry, [mode for mode in fmt.load_modes if not refused[mode]])
     first_mode = None  # the first mode that loaded runs every check; later ones only those per mode
     for mode in fmt.load_modes:
-        if refused[mode]:
-            yield emit("load", mode, "skip", refused[mode])
+        why = refused[mode]
+        if why:
+            yield emit("load", mode, "skip", why)
             continue
         started = time.perf_counter()
         loaded, caught, error = _load(fmt, artifact, mode, map_location, case, sources[mode])
