@@ -19,6 +19,10 @@ EOCD = b"PK\x05\x06"
 ZIP64_EOCD = b"PK\x06\x06"
 
 
+#: the object pickle of torch.save's zip (and a TorchScript archive's module pickle)
+DATA_PKL = "data.pkl"
+#: TorchScript's pickles: the module, then the constants it was compiled with
+TORCHSCRIPT_PICKLES = (DATA_PKL, "constants.pkl")
 #: the record naming the older (≤ 2.7) torch.export layout: a JSON program beside torch.save'd state
 EXPORT_PROGRAM = "serialized_exported_program.json"
 
@@ -60,11 +64,16 @@ def kind(names: Iterable[str]) -> Optional[str]:
         return "torchscript"
     if is_export(names):
         return "pt2"
-    if "data.pkl" in names:
+    if DATA_PKL in names:
         return "torch_zip"
     if names and all(name.endswith(".npy") for name in names):
         return "npz"
     return None
+
+
+def storage_record(key: str) -> str:
+    """The record (root removed) holding the bytes of the storage a pickle names by ``key``."""
+    return f"data/{key}"
 
 
 def tensor_record(name: str) -> bool:
@@ -80,7 +89,7 @@ def tensor_bytes(path: Path) -> int:
 def is_torchscript(names: Iterable[str]) -> bool:
     """TorchScript's records: ``constants.pkl`` and ``code/``."""
     names = set(names)
-    return "constants.pkl" in names and any(n.startswith("code/") for n in names)
+    return TORCHSCRIPT_PICKLES[1] in names and any(n.startswith("code/") for n in names)
 
 
 def is_pt2_archive(names: Iterable[str]) -> bool:

@@ -142,7 +142,7 @@ def _torch_save_zip(found: Inspection, archive: zipfile.ZipFile, inside: dict[st
                     budget: Budget) -> Inspection:
     found.detail = f"torch.save zip container (version {found.records.get('version', '?')})"
     try:
-        skeleton = _pickle_into(found, _read_pickle(archive, inside["data.pkl"], budget), budget)
+        skeleton = _pickle_into(found, _read_pickle(archive, inside[_zip.DATA_PKL], budget), budget)
     except PickleFailed as exc:
         return _broken(found, CORRUPT, f"data.pkl: {exc}")
     _check_zip_storages(found, archive, inside, list(skeleton.storages.values()))
@@ -168,7 +168,7 @@ def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, 
     found.structure = "TorchScript module"
     storages: dict[str, StorageRef] = {}
     tensors: list[TensorRef] = []
-    for record in ("data.pkl", "constants.pkl"):
+    for record in _zip.TORCHSCRIPT_PICKLES:
         if record in inside:
             try:
                 skeleton = read_skeleton(_read_pickle(archive, inside[record], budget), budget.limits, budget)
@@ -181,7 +181,7 @@ def _torchscript(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, 
             found.globals = _merge(found.globals, skeleton.globals)
             storages.update({f"{record}:{k}": v for k, v in skeleton.storages.items()})
             tensors += _tensors(skeleton)
-            if record == "data.pkl":
+            if record == _zip.DATA_PKL:
                 found.module_class = getattr(skeleton.root, "qualified", None)
     storage_summary(found, list(storages.values()), tensors)
     found.unsafe_globals = []  # torch.jit.load does not go through the weights_only unpickler
@@ -254,11 +254,11 @@ def _nested_torch_save(data: bytes, budget: Budget) -> Optional[Inspection]:
 def _check_zip_storages(found: Inspection, archive: zipfile.ZipFile, inside: dict[str, str],
                         storages: list[StorageRef]) -> None:
     """Every storage the pickle points at has its ``data/<key>`` record; use its size as the byte count."""
-    missing = [s.key for s in storages if f"data/{s.key}" not in inside]
+    missing = [s.key for s in storages if _zip.storage_record(s.key) not in inside]
     if missing:
         _broken(found, CORRUPT, f"storages {', '.join(missing[:5])} named in data.pkl have no data/ record")
         return
-    found.bytes = sum(archive.getinfo(inside[f"data/{s.key}"]).file_size for s in storages)
+    found.bytes = sum(archive.getinfo(inside[_zip.storage_record(s.key)]).file_size for s in storages)
 
 
 # -- legacy torch.save stream --------------------------------------------------------------
