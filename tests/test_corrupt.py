@@ -149,7 +149,9 @@ def test_ci_style_run_classifies_everything_and_leaves_sources_alone(small: Path
     assert "100.0 % classified" in result.stdout
     # The same seed gives the same damaged copies.
     again = tmp_path / "again.jsonl"
-    run_cli("corrupt", str(small), "--results", str(again), "--count", "60", "--seed", "3")
+    rerun = run_cli("corrupt", str(small), "--results", str(again), "--count", "60", "--seed", "3")
+    assert again.exists(), (f"the rerun wrote no results (exit {rerun.returncode}): "
+                           f"{rerun.stdout[-2000:]}{rerun.stderr[-2000:]}")
     assert sorted(r["artifact"] for r in records(again)) == sorted(r["artifact"] for r in recs)
 
 
