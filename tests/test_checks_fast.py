@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,10 +27,12 @@ from typing import Any
 import pytest
 import torch
 
+from harness import compat
 from harness import env as envmod
 from harness.case import CASES, prepare
 from harness.checks import CHECKS, Context, Outcome
 from harness.checks import _devices as map_location_check
+from harness.checks._resume import has_dropout
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
 from harness.formats import FORMATS, Format, LoadRequest
@@ -138,22 +141,30 @@ def run(name: str, ctx: Context) -> Outcome:
 # -- every healthy format x every check: pass, or skip with a reason ------------------------------
 
 
+class Healthy:
+    """Each check's outcome on each healthy artifact, computed when first asked for and kept: a test
+    pays only for the checks it looks at (the mutation run reruns only the tests covering a mutant)."""
+
+    def __init__(self, manifest: dict[str, Any], workdir: Path) -> None:
+        self._manifest, self._workdir, self._found = manifest, workdir, {}
+
+    def __getitem__(self, key: tuple[str, str, str]) -> Outcome:
+        if key not in self._found:
+            case, fmt, check = key
+            self._found[key] = run(check, context(self._manifest, case, fmt, self._workdir))
+        return self._found[key]
+
+
 @pytest.fixture(scope="module")
-def healthy(manifest: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], Outcome]:
-    """Every check on every case saved by every healthy format, run once: {(case, format, check): outcome}."""
-    workdir = tmp_path_factory.mktemp("healthy")
-    found = {}
-    for case in HEALTHY_CASES:
-        for fmt in HEALTHY:
-            ctx = context(manifest, case, fmt, workdir)
-            for check in CHECK_NAMES:
-                found[(case, fmt, check)] = run(check, ctx)
-    return found
+def healthy(manifest: dict, tmp_path_factory: pytest.TempPathFactory) -> Healthy:
+    """Every check on every case saved by every healthy format, each run on its own fresh load:
+    ``healthy[(case, format, check)]`` is the outcome."""
+    return Healthy(manifest, tmp_path_factory.mktemp("healthy"))
 
 
 @pytest.mark.parametrize("fmt", HEALTHY)
 @pytest.mark.parametrize("check", CHECK_NAMES)
-def test_healthy_formats_pass_or_skip_with_a_reason(healthy: dict, fmt: str, check: str) -> None:
+def test_healthy_formats_pass_or_skip_with_a_reason(healthy: Healthy, fmt: str, check: str) -> None:
     for case in HEALTHY_CASES:
         outcome = healthy[(case, fmt, check)]
         assert outcome.status in ("pass", "skip"), (case, outcome)
@@ -161,7 +172,7 @@ def test_healthy_formats_pass_or_skip_with_a_reason(healthy: dict, fmt: str, che
 
 
 @pytest.mark.parametrize("check", CHECK_NAMES)
-def test_every_check_passes_somewhere(healthy: dict, check: str) -> None:
+def test_every_check_passes_somewhere(healthy: Healthy, check: str) -> None:
     """A check that only ever skips on healthy artifacts would prove nothing."""
     statuses = {healthy[(case, fmt, check)].status for case in HEALTHY_CASES for fmt in HEALTHY}
     assert "pass" in statuses, statuses
@@ -169,23 +180,8 @@ def test_every_check_passes_somewhere(healthy: dict, check: str) -> None:
 
 # -- planted damage: the guarding check fails, naming what it found --------------------------------
 
-DAMAGE = [
-    ("batchnorm", "broken_drop_buffer", "tensors", "missing"),
-    ("tied", "broken_flip_bit", "tensors", "values differ"),
-    ("tied", "broken_flip_bit", "outputs", "not bit-identical"),
-    ("tied", "broken_untie", "sharing", "sharing changed"),
-    ("batchnorm", "broken_flip_mode", "mode", "changed train/eval flag"),
-    ("batchnorm", "broken_not_a_module", "mode", "not a module"),
-    ("tied", "broken_forget_momentum", "resume", "resumed step differs"),
-    ("tied", "broken_forget_momentum", "optimizer_device", "resumed step differs"),
-    ("tied", "broken_lossy_resave", "resave", "missing"),
-    ("tied", "broken_grow_bytes", "sharing", "tensor bytes for a"),
-    ("simple", "broken_grow_bytes", "sharing", "tensor bytes for a"),
-    ("tied", "broken_change_value", "tensors", "value epoch: 2 != 3"),
-    ("tied", "broken_extra_value", "tensors", "value note unexpected"),
-    ("batchnorm", "broken_change_metadata", "tensors", "_metadata"),
-    ("tied", "broken_step_on_meta", "optimizer_device", "step is not a CPU tensor: meta"),
-]
+#: every planted damage and the check that must catch it (shared with tests/test_checks_fail.py)
+DAMAGE = damage.CAUGHT
 
 
 @pytest.mark.parametrize("case, fmt, check, words", DAMAGE)
@@ -276,14 +272,17 @@ def test_resume_across_environments_is_held_to_resume_atol(manifest: dict, workd
 def test_resume_across_environments_without_a_stored_next_step_skips(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "training_checkpoint", workdir)
     outcome = run("resume", _foreign(ctx, drop_next_step=True))
-    assert outcome.status == "skip" and "stored none" in outcome.detail
+    assert outcome == Outcome("skip", "across environments the resume is compared with the producer's stored "
+                                      "next-step state, and it stored none (too large): nothing to compare")
 
 
 def test_resume_across_environments_with_other_entries_fails(manifest: dict, workdir: Path) -> None:
     ctx = _foreign(context(manifest, "tied", "training_checkpoint", workdir))
     ctx.__dict__["stored"] = {**ctx.stored, "next_step": {**ctx.stored["next_step"], "model.ghost": torch.zeros(1)}}
     outcome = run("resume", ctx)
-    assert outcome.status == "fail" and "model.ghost" in outcome.detail
+    total = len(ctx.stored["next_step"])
+    assert outcome == Outcome("fail", f"resumed state's entries differ from the producer's next step: 1 problem(s) "
+                                      f"over {total} entries: missing model.ghost")
 
 
 class _WithoutRngState:
@@ -322,7 +321,9 @@ def test_resume_without_rng_state_and_with_dropout_skips_saying_why(manifest: di
     ctx = context(manifest, "tied", "training_checkpoint", workdir)
     ctx = dataclasses.replace(ctx, fmt=_WithoutRngState(ctx.fmt), case=_WithDropout(ctx.case))
     outcome = run("resume", ctx)
-    assert outcome.status == "skip" and "keeps no RNG state" in outcome.detail, outcome
+    assert outcome.status == "skip", outcome
+    assert outcome.detail.startswith("the checkpoint keeps no RNG state and the model draws dropout masks: ")
+    assert outcome.detail.endswith("(save torch.get_rng_state() beside it to make the resume reproducible)")
     with_rng = run("resume", dataclasses.replace(ctx, fmt=ctx.fmt._fmt))
     assert with_rng.status != "skip" or "keeps no RNG state" not in with_rng.detail, with_rng
 
@@ -330,21 +331,23 @@ def test_resume_without_rng_state_and_with_dropout_skips_saying_why(manifest: di
 def test_resume_without_a_recorded_next_step_skips(manifest: dict, workdir: Path) -> None:
     ctx = with_entry(context(manifest, "tied", "training_checkpoint", workdir), next_step=None)
     outcome = run("resume", ctx)
-    assert outcome.status == "skip" and "no next-step fingerprint" in outcome.detail
+    assert outcome == Outcome("skip", "the manifest records no next-step fingerprint for this artifact: nothing "
+                                      "to compare")
 
 
 def test_outputs_with_nothing_stored_skip(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
     ctx.__dict__["stored"] = {**ctx.stored, "outputs": {}}
     outcome = run("outputs", ctx)
-    assert outcome.status == "skip" and "no forward outputs" in outcome.detail
+    assert outcome == Outcome("skip", "the producer stored no forward outputs for this case: nothing to compare")
 
 
 def test_outputs_without_recorded_hashes_skip(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
     ctx = dataclasses.replace(ctx, case_section={**plain(ctx.case_section), "outputs": {}})
     outcome = run("outputs", ctx)
-    assert outcome.status == "skip" and "no output hashes" in outcome.detail
+    assert outcome == Outcome("skip", "the manifest records no output hashes for this artifact: nothing to compare "
+                                      "bitwise")
 
 
 def test_outputs_use_the_entrys_own_hashes_when_it_has_them(manifest: dict, workdir: Path) -> None:
@@ -360,7 +363,8 @@ def test_outputs_with_another_structure_fail(manifest: dict, workdir: Path) -> N
     ctx = context(manifest, "tied", "state_dict_zip", workdir)
     ctx.__dict__["stored"] = {**ctx.stored, "outputs": {**ctx.stored["outputs"], "ghost": torch.zeros(1)}}
     outcome = run("outputs", ctx)
-    assert outcome.status == "fail" and "output structure differs" in outcome.detail
+    stored = sorted(ctx.stored["outputs"])  # the ghost included: the model gives all but it
+    assert outcome == Outcome("fail", f"output structure differs: {stored} != {[n for n in stored if n != 'ghost']}")
 
 
 def test_mode_without_recorded_modes_skips(manifest: dict, workdir: Path) -> None:
@@ -381,7 +385,10 @@ def test_mode_reports_the_roots_mode(manifest: dict, workdir: Path) -> None:
 def test_tensors_without_recorded_metadata_says_it_was_not_compared(manifest: dict, workdir: Path) -> None:
     ctx = with_entry(context(manifest, "batchnorm", "broken_change_metadata", workdir), metadata=DELETE)
     outcome = run("tensors", ctx)
-    assert outcome.status == "pass" and "_metadata not compared" in outcome.detail
+    fingerprint = ctx.entry["fingerprint"]
+    assert outcome.status == "pass"
+    assert outcome.detail == (f"{len(fingerprint['tensors'])} tensors and {len(fingerprint['scalars'])} values "
+                              f"identical; _metadata not compared (the producer recorded none)")
 
 
 def test_tensors_with_an_empty_fingerprint_skips(manifest: dict, workdir: Path) -> None:
@@ -390,7 +397,8 @@ def test_tensors_with_an_empty_fingerprint_skips(manifest: dict, workdir: Path) 
     ctx.__dict__["actual"] = {"tensors": {}, "scalars": {}, "view_bytes_bound": 0}
     ctx.__dict__["contents"] = {}
     outcome = run("tensors", ctx)
-    assert outcome.status == "skip" and "nothing to compare" in outcome.detail
+    assert outcome.status == "skip"
+    assert outcome.detail == "the producer's fingerprint lists no tensors and no values: nothing to compare"
 
 
 def test_tensors_names_a_missing_value(manifest: dict, workdir: Path) -> None:
@@ -481,6 +489,232 @@ def test_optimizer_device_counts_the_steps(manifest: dict, workdir: Path) -> Non
     outcome = run("optimizer_device", context(manifest, "tied", "training_checkpoint", workdir))
     assert outcome.status == "pass", outcome
     assert " tensor step(s) on cpu" in outcome.detail and not outcome.detail.startswith("0 ")
+
+
+# -- the details a user reads: counts and names, not only the status --------------------------------
+
+
+def test_tensors_pass_says_what_was_compared(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    fingerprint, metadata = ctx.entry["fingerprint"], ctx.entry["metadata"]
+    assert fingerprint["tensors"] and fingerprint["scalars"] and metadata
+    outcome = run("tensors", ctx)
+    assert outcome == Outcome(
+        "pass", f"{len(fingerprint['tensors'])} tensors and {len(fingerprint['scalars'])} values identical; "
+                f"_metadata of {len(metadata)} state_dict(s) identical")
+
+
+def test_tensors_failure_counts_the_problems_over_the_tensors(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "batchnorm", "broken_change_metadata", workdir)
+    outcome = run("tensors", ctx)
+    total = len(ctx.entry["fingerprint"]["tensors"])
+    assert outcome.status == "fail"
+    assert outcome.detail == f"1 problem(s) over {total} tensors: state_dict._metadata (module versions) differ"
+
+
+class _Resaving:
+    """A format wrapper whose second save changes what it saves (``change`` maps the payload)."""
+
+    def __init__(self, fmt: Format, change: Any) -> None:
+        self._fmt, self._change = fmt, change
+
+    def save(self, payload: Any, path: Path) -> None:
+        self._fmt.save(self._change(payload), path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+
+def _untied(state: Any) -> Any:
+    out = type(state)((k, v.detach().clone()) for k, v in state.items())
+    out._metadata = getattr(state, "_metadata", None)
+    return out
+
+
+def test_resave_that_unties_fails_naming_the_sharing(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    outcome = run("resave", dataclasses.replace(ctx, fmt=_Resaving(ctx.fmt, _untied)))
+    total = len(ctx.actual["tensors"])
+    assert outcome.status == "fail"
+    assert outcome.detail == f"1 problem(s) over {total} tensors: storage sharing changed on the second round trip"
+
+
+def test_resave_that_changes_a_value_fails_naming_it(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    outcome = run("resave", dataclasses.replace(ctx, fmt=_Resaving(ctx.fmt, lambda c: {**c, "epoch": -1})))
+    total = len(ctx.actual["tensors"])
+    assert outcome.status == "fail"
+    assert outcome.detail == f"1 problem(s) over {total} tensors: non-tensor values changed on the second round trip"
+
+
+def test_resave_pass_counts_the_tensors(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    outcome = run("resave", ctx)
+    assert outcome.status == "pass"
+    assert outcome.detail == f"{len(ctx.actual['tensors'])} tensors unchanged after a second save and load"
+
+
+def test_lossy_resave_names_the_missing_tensor(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "broken_lossy_resave", workdir)
+    outcome = run("resave", ctx)
+    last = list(ctx.actual["tensors"])[-1]
+    # the tied case's last entry is the tied head: dropping it also breaks a sharing group
+    assert outcome.detail == (f"2 problem(s) over {len(ctx.actual['tensors'])} tensors: missing {last}; "
+                              f"storage sharing changed on the second round trip")
+
+
+def test_sharing_details_name_groups_bytes_and_span(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    bound = ctx.actual["view_bytes_bound"]
+    groups = len({info["share_group"] for info in ctx.actual["tensors"].values()
+                  if sum(i["share_group"] == info["share_group"] for i in ctx.actual["tensors"].values()) > 1})
+    assert groups >= 1
+    stored = ctx.fmt.stored_tensor_bytes(ctx.artifact)
+    outcome = run("sharing", ctx)
+    assert outcome.detail == f"{groups} shared group(s) kept; {stored} tensor bytes stored for a {bound}-byte span"
+    too_many = allowed_bytes(bound) + 1
+    grown = run("sharing", dataclasses.replace(ctx, fmt=_Measured(ctx.fmt, too_many)))
+    assert grown.detail == (f"{groups} shared group(s) kept but the file stores {too_many} tensor bytes for a "
+                            f"{bound}-byte span")
+    known = run("sharing", dataclasses.replace(ctx, fmt=_Measured(ctx.fmt, too_many, "views saved whole")))
+    assert known.detail == (f"{groups} shared group(s) kept; stores {too_many} bytes for a {bound}-byte span "
+                            f"(known: views saved whole)")
+
+
+def test_sharing_skip_says_there_is_nothing_to_compare(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    ctx = with_entry(ctx, fingerprint={**plain(ctx.entry["fingerprint"]), "tensors": {}})
+    outcome = run("sharing", ctx)
+    assert outcome.detail == "the producer's fingerprint lists no tensors: no sharing and no bytes to compare"
+
+
+def test_mode_failures_count_and_name_the_modules(manifest: dict, workdir: Path) -> None:
+    flipped = run("mode", ctx := context(manifest, "batchnorm", "broken_flip_mode", workdir))
+    modes = ctx.entry["modes"]
+    names = sorted(modes)
+    assert flipped.detail == f"{len(names)} module(s) changed train/eval flag: {', '.join(names[:5])}"
+    lost = run("mode", context(manifest, "batchnorm", "broken_not_a_module", workdir))
+    assert lost.detail == (f"the loaded object is a OrderedDict, not a module: its {len(modes)} recorded flags "
+                           f"are lost")
+
+
+def test_mode_skips_for_formats_that_keep_no_modes(manifest: dict, workdir: Path) -> None:
+    outcome = run("mode", context(manifest, "batchnorm", "state_dict_zip", workdir))
+    assert outcome.status == "skip" and outcome.detail == "state_dict_zip does not keep module modes"
+
+
+def test_outputs_details_count_and_place_the_difference(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    outputs = ctx.stored["outputs"]
+    assert run("outputs", ctx).detail == f"{len(outputs)} output(s) bit-identical"
+    flipped = run("outputs", context(manifest, "tied", "broken_flip_bit", workdir))
+    assert flipped.detail.startswith("not bit-identical in the same environment: max abs diff ")
+    assert flipped.detail.rsplit(" at ", 1)[1] in outputs
+
+
+def test_resume_details_say_bitexact_and_the_step(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    steps = ctx.case_section["steps"]
+    assert run("resume", ctx) == Outcome(
+        "pass", f"bitexact: true; step {steps + 1} after resume is bit-identical to an uninterrupted run")
+    assert run("resume", context(manifest, "tied", "state_dict_zip", workdir)) == Outcome(
+        "skip", "state_dict_zip holds no optimizer state")
+    forgot = run("resume", ctx := context(manifest, "tied", "broken_forget_momentum", workdir))
+    total = len(ctx.entry["next_step"])
+    assert forgot.detail.startswith("bitexact: false; resumed step differs from the uninterrupted one: ")
+    assert f" problem(s) over {total} tensors: " in forgot.detail and "values differ" in forgot.detail
+
+
+def _cpu_labels() -> list[str]:
+    labels = ["'cpu'", "torch.device('cpu')", "{'cuda:0': 'cpu'}", "lambda storage, loc: storage"]
+    if compat.map_location_meta() is None:
+        labels.append("'meta'")
+    if compat.cuda_device_count():
+        labels += ["'cuda:0'", "{'cpu': 'cuda:0'}"]
+    return labels
+
+
+def test_map_location_details_count_the_loads_and_name_the_forms(manifest: dict, workdir: Path) -> None:
+    labels = _cpu_labels()
+    outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
+    assert outcome == Outcome("pass", f"{len(labels) * 3} loads ({', '.join(labels)}) bit-identical from "
+                                      f"path/BytesIO/mmap")
+    assert run("map_location", context(manifest, "tied", "whole_model_zip", workdir)) == Outcome(
+        "skip", "whole_model_zip holds a module or program; map_location is checked on the formats that hold state")
+
+
+class _Recording:
+    """A format wrapper that records where it saves and which map_location each open is given."""
+
+    def __init__(self, fmt: Format) -> None:
+        self._fmt, self.saved, self.map_locations = fmt, [], []
+
+    def save(self, payload: Any, path: Path) -> None:
+        self.saved.append(path)
+        self._fmt.save(payload, path)
+
+    def open(self, path: Path, request: LoadRequest) -> Any:
+        self.map_locations.append(request.map_location)
+        return self._fmt.open(path, request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+
+def test_resave_works_in_the_consumers_folder_with_its_map_location(manifest: dict, workdir: Path) -> None:
+    """The second save goes to a resave-* folder inside the private work folder, and is loaded back with
+    the map_location the consumer loads with."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir / "private", map_location="cpu")
+    ctx.workdir.mkdir()
+    recording = _Recording(ctx.fmt)
+    assert run("resave", dataclasses.replace(ctx, fmt=recording)).status == "pass"
+    (saved,) = recording.saved
+    assert saved.parent.parent == ctx.workdir and saved.parent.name.startswith("resave-")
+    assert saved.name == f"resaved{ctx.fmt.suffix}" and not saved.parent.exists()
+    assert recording.map_locations == ["cpu"]
+
+
+def test_resume_across_environments_says_whether_it_was_bit_exact(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    atol = float(ctx.case_section["resume_atol"])
+    exact = run("resume", _foreign(ctx, next_step_by=0.0))
+    assert exact == Outcome("pass", f"bitexact: true; resumed step within 0 of the producer's uninterrupted step "
+                                    f"(atol {atol:g})")
+    near = run("resume", _foreign(ctx, next_step_by=atol / 2))
+    assert near.detail.startswith("bitexact: false; resumed step within ") and near.detail.endswith(f"(atol {atol:g})")
+    far = run("resume", _foreign(ctx, next_step_by=atol * 4))
+    assert re.fullmatch(rf"bitexact: false; resumed step is [0-9.e+-]+ away from the producer's uninterrupted step "
+                        rf"at model\.\S+ \(atol {re.escape(f'{atol:g}')}\)", far.detail), far
+
+
+def test_outputs_across_environments_say_how_far_and_where(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    atol = float(ctx.case_section["atol"])
+    names = "|".join(map(re.escape, ctx.stored["outputs"]))
+    far = run("outputs", _foreign(ctx, outputs_by=atol * 4))
+    assert re.fullmatch(rf"max abs diff [0-9.e+-]+ at ({names}) exceeds atol {re.escape(f'{atol:g}')} across "
+                        rf"environments", far.detail), far
+    assert run("outputs", _foreign(ctx, outputs_by=0.0)) == Outcome(
+        "pass", f"max abs diff 0 within atol {atol:g} across environments")
+
+
+def test_a_format_without_training_state_is_an_error_naming_it(manifest: dict, workdir: Path) -> None:
+    class _NoTrainingState(_WithoutRngState):
+        def resumable(self, obj: Any) -> Any:
+            return None
+
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    outcome = run("resume", dataclasses.replace(ctx, fmt=_NoTrainingState(ctx.fmt)))
+    assert outcome == Outcome("error", "RuntimeError: training_checkpoint holds optimizer state but gave no training "
+                                       "state to resume from")
+
+
+@pytest.mark.parametrize("p, random", [(0.0, False), (0.5, True), (1.0, True)])
+def test_has_dropout_means_a_mask_is_drawn(p: float, random: bool) -> None:
+    models = {"a": torch.nn.Linear(2, 2), "b": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(p))}
+    assert has_dropout(models) is random
+    assert has_dropout({"a": torch.nn.Sequential(torch.nn.Dropout2d(p))}) is random
+    assert has_dropout({"a": torch.nn.Linear(2, 2)}) is False
 
 
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:

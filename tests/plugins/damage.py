@@ -229,6 +229,28 @@ def all_broken() -> list:
             ChangeValue(), ExtraValue(), ChangeMetadata(), StepOnMeta(), NotAModule()]
 
 
+#: What each broken format must make fail: ``(case, broken format, check, words in its detail)``. One
+#: table for both tiers: tests/test_checks_fast.py runs each row in-process, tests/test_checks_fail.py
+#: reads the same row from the records the real produce and consume write.
+CAUGHT = [
+    ("batchnorm", "broken_drop_buffer", "tensors", "missing"),
+    ("tied", "broken_flip_bit", "tensors", "values differ"),
+    ("tied", "broken_flip_bit", "outputs", "not bit-identical"),
+    ("tied", "broken_untie", "sharing", "sharing changed"),
+    ("batchnorm", "broken_flip_mode", "mode", "changed train/eval flag"),
+    ("batchnorm", "broken_not_a_module", "mode", "not a module"),
+    ("tied", "broken_forget_momentum", "resume", "bitexact: false; resumed step differs"),
+    ("tied", "broken_forget_momentum", "optimizer_device", "resumed step differs"),
+    ("tied", "broken_lossy_resave", "resave", "missing"),
+    ("tied", "broken_grow_bytes", "sharing", "tensor bytes for a"),
+    ("simple", "broken_grow_bytes", "sharing", "tensor bytes for a"),
+    ("tied", "broken_change_value", "tensors", "value epoch: 2 != 3"),
+    ("tied", "broken_extra_value", "tensors", "value note unexpected"),
+    ("batchnorm", "broken_change_metadata", "tensors", "state_dict._metadata (module versions) differ"),
+    ("tied", "broken_step_on_meta", "optimizer_device", "step is not a CPU tensor: meta"),
+]
+
+
 class NoisyLoad(StateDict):
     """Loads faithfully but warns while doing so: the warning must reach the load record."""
 
