@@ -371,7 +371,8 @@ def test_mode_without_recorded_modes_skips(manifest: dict, workdir: Path) -> Non
     ctx = context(manifest, "batchnorm", "whole_model_zip", workdir)
     for recorded in (None, {}, DELETE):
         outcome = run("mode", with_entry(ctx, modes=recorded))
-        assert outcome.status == "skip" and "no module modes" in outcome.detail
+        assert outcome == Outcome("skip", "the producer recorded no module modes for this artifact: nothing to "
+                                          "compare")
 
 
 def test_mode_reports_the_roots_mode(manifest: dict, workdir: Path) -> None:
@@ -470,13 +471,33 @@ def test_map_location_catches_wrong_values(manifest: dict, workdir: Path, monkey
     monkeypatch.setattr(map_location_check, "forms", lambda: [_damaging_form()])
     outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
     assert outcome.status == "fail" and "values differ" in outcome.detail
+    # one problem per load, counted over the loads tried (each differing load once)
+    assert outcome.detail.startswith("3 problem(s) over 3 loads: lambda that flips a bit from path: "), outcome
 
 
 def test_map_location_catches_a_wrong_device(manifest: dict, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(map_location_check, "forms",
                         lambda: [map_location_check.Form("'cpu' said to be meta", lambda: "cpu", "meta", "str")])
-    outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    outcome = run("map_location", ctx)
+    first = sorted(ctx.entry["fingerprint"]["tensors"])[:3]
     assert outcome.status == "fail" and "not meta" in outcome.detail
+    assert outcome.detail.startswith(f"3 problem(s) over 3 loads: 'cpu' said to be meta from path: 1 problem(s) over "
+                                     f"1 problems: {', '.join(first)} (+"), outcome
+
+
+def test_map_location_counts_a_raising_load_once(manifest: dict, workdir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(storage: Any, location: str) -> Any:
+        raise ValueError("no\n  thanks")
+
+    good = map_location_check.Form("'cpu'", lambda: "cpu", "cpu", "str")
+    bad = map_location_check.Form("a refusing callable", lambda: refuse, "cpu", "callable")
+    monkeypatch.setattr(map_location_check, "forms", lambda: [good, bad])
+    outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
+    assert outcome.status == "fail"
+    assert outcome.detail.startswith("3 problem(s) over 6 loads: a refusing callable from path raised "), outcome
+    assert "no thanks" in outcome.detail
 
 
 def test_optimizer_device_without_tensor_steps_skips(manifest: dict, workdir: Path) -> None:
@@ -715,6 +736,22 @@ def test_has_dropout_means_a_mask_is_drawn(p: float, random: bool) -> None:
     assert has_dropout(models) is random
     assert has_dropout({"a": torch.nn.Sequential(torch.nn.Dropout2d(p))}) is random
     assert has_dropout({"a": torch.nn.Linear(2, 2)}) is False
+
+
+def test_mode_names_at_most_five_changed_modules(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "batchnorm", "whole_model_zip", workdir)
+    ghosts = {f"ghost{i}": True for i in range(7)}  # modules the loaded model lacks: their flag is "changed"
+    outcome = run("mode", with_entry(ctx, modes={**plain(ctx.entry["modes"]), **ghosts}))
+    assert outcome == Outcome("fail", "7 module(s) changed train/eval flag: ghost0, ghost1, ghost2, ghost3, ghost4")
+
+
+def test_mode_reports_a_root_in_eval_mode(manifest: dict, workdir: Path) -> None:
+    """The flipped load judged against flags recorded flipped: every flag kept, the root in eval mode."""
+    ctx = context(manifest, "batchnorm", "broken_flip_mode", workdir)
+    flipped = {name: not flag for name, flag in ctx.entry["modes"].items()}
+    assert flipped["<root>"] is False
+    outcome = run("mode", with_entry(ctx, modes=flipped))
+    assert outcome == Outcome("pass", f"{len(flipped)} modules keep their flags (root in eval mode)")
 
 
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:

@@ -108,16 +108,16 @@ def _names(names: list[str]) -> str:
 
 
 def every_form(ctx: Context, path: Optional[Path] = None) -> tuple[int, list[str]]:
-    """Load the artifact (or a copy at ``path``) with every form from every source; (loads done, problems)."""
+    """Load the artifact (or a copy at ``path``) with every form from every source; (loads tried, problems)."""
     count, problems = 0, []
     for form in forms_for(ctx.fmt):
         for source in sources_for(ctx.fmt):
+            count += 1
             try:
                 loaded = ctx.load(form.value(), source, path)
             except Exception as exc:
                 problems.append(f"{form.label} from {source} raised {type(exc).__name__}: {short(exc)}")
                 continue
-            count += 1
             found = differences(ctx, loaded, form.device)
             if found:
                 problems.append(f"{form.label} from {source}: {summarize(found, len(found), 'problems')}")

@@ -22,7 +22,7 @@ class MapLocationCheck(Check):
     def run(self, ctx: Context) -> Outcome:
         count, problems = _devices.every_form(ctx)
         if problems:
-            return failed(summarize(problems, count + len(problems), "loads"))
+            return failed(summarize(problems, count, "loads"))
         return passed(_devices.summary(ctx.fmt, count) + " from " + "/".join(_devices.sources_for(ctx.fmt)))
 
 
