@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from harness import env as envmod
 from harness.case import CASES, prepare
 from harness.checks import CHECKS, Context, Outcome
 from harness.checks import _devices as map_location_check
+from harness.checks._compare import max_abs_difference
 from harness.checks._resume import has_dropout
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
@@ -752,6 +754,23 @@ def test_mode_reports_a_root_in_eval_mode(manifest: dict, workdir: Path) -> None
     assert flipped["<root>"] is False
     outcome = run("mode", with_entry(ctx, modes=flipped))
     assert outcome == Outcome("pass", f"{len(flipped)} modules keep their flags (root in eval mode)")
+
+
+@pytest.mark.parametrize("check, stored_key, atol_key", [("outputs", "outputs", "atol"),
+                                                         ("resume", "next_step", "resume_atol")])
+def test_a_difference_of_exactly_the_tolerance_passes(manifest: dict, workdir: Path, check: str, stored_key: str,
+                                                      atol_key: str) -> None:
+    """The tolerances are inclusive: a difference equal to atol passes, the next float above it fails."""
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    by = float(ctx.case_section[atol_key]) * 0.75
+    shifted = _foreign(ctx, **{f"{stored_key}_by": by})
+    worst, _ = max_abs_difference(shifted.stored[stored_key], ctx.stored[stored_key])
+    at = dataclasses.replace(shifted, case_section={**plain(ctx.case_section), atol_key: worst})
+    at.__dict__["stored"] = shifted.stored
+    assert run(check, at).status == "pass"
+    below = dataclasses.replace(at, case_section={**plain(ctx.case_section), atol_key: math.nextafter(worst, 0)})
+    below.__dict__["stored"] = shifted.stored
+    assert run(check, below).status == "fail"
 
 
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
