@@ -454,7 +454,16 @@ def test_sharing_with_no_tensors_skips(manifest: dict, workdir: Path) -> None:
 def test_sharing_reports_the_lost_group(manifest: dict, workdir: Path) -> None:
     ctx = context(manifest, "tied", "broken_untie", workdir)
     outcome = run("sharing", ctx)
-    assert outcome.status == "fail" and "lost [[" in outcome.detail and "new none" in outcome.detail
+    assert outcome == Outcome("fail", "sharing changed: lost [['embed.weight', 'head.weight']], new none")
+
+
+def test_sharing_reports_a_new_group(manifest: dict, workdir: Path) -> None:
+    """A load that shares storage the producer did not share (recorded here as unshared) names the new group."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    tensors = plain(ctx.entry["fingerprint"]["tensors"])
+    tensors["table_row"]["share_group"] = "table_row"
+    outcome = run("sharing", with_entry(ctx, fingerprint={**plain(ctx.entry["fingerprint"]), "tensors": tensors}))
+    assert outcome == Outcome("fail", "sharing changed: lost none, new [['table', 'table_row']]")
 
 
 def _damaging_form(device: str = "cpu") -> map_location_check.Form:
