@@ -782,6 +782,33 @@ def test_a_difference_of_exactly_the_tolerance_passes(manifest: dict, workdir: P
     assert run(check, below).status == "fail"
 
 
+@pytest.mark.parametrize("check, needs", [("outputs", True), ("resume", True), ("optimizer_device", True),
+                                          ("tensors", False), ("resave", False), ("sharing", False)])
+def test_checks_that_need_the_cases_code_skip_without_it(manifest: dict, workdir: Path, check: str,
+                                                         needs: bool) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir, case_missing="cases.tied would not import")
+    outcome = run(check, ctx)
+    if needs:
+        assert outcome == Outcome("skip", "needs the case's code: cases.tied would not import")
+    else:
+        assert outcome.status == "pass", outcome
+
+
+def test_tensors_is_judged_under_every_load_mode() -> None:
+    """consume runs it per load mode (the proof that the modes load the same object); the others once."""
+    assert [c.name for c in CHECKS if c.every_load_mode] == ["tensors"]
+
+
+@pytest.mark.parametrize("field, value", [("dtype", "torch.int32"), ("shape", [1])])
+def test_outputs_compare_dtype_and_shape_beside_the_bytes(manifest: dict, workdir: Path, field: str,
+                                                          value: Any) -> None:
+    """A recorded output whose dtype or shape differs fails even where the bytes hash the same."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    recorded = {name: {**plain(d), field: value} for name, d in ctx.case_section["outputs"].items()}
+    outcome = run("outputs", with_entry(ctx, outputs=recorded))
+    assert outcome.status == "fail" and outcome.detail.startswith("not bit-identical in the same environment")
+
+
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
     saved = {e["format"] for e in manifest["entries"] if e["status"] == "ok"}
     assert set(BROKEN) <= saved
