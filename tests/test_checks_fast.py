@@ -34,7 +34,7 @@ from harness.case import CASES, prepare
 from harness.checks import CHECKS, Context, Outcome
 from harness.checks import _devices as map_location_check
 from harness.checks._compare import max_abs_difference
-from harness.checks._resume import has_dropout
+from harness.checks._resume import has_dropout, restore, training_state
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
 from harness.formats import FORMATS, Format, LoadRequest
@@ -807,6 +807,13 @@ def test_outputs_compare_dtype_and_shape_beside_the_bytes(manifest: dict, workdi
     recorded = {name: {**plain(d), field: value} for name, d in ctx.case_section["outputs"].items()}
     outcome = run("outputs", with_entry(ctx, outputs=recorded))
     assert outcome.status == "fail" and outcome.detail.startswith("not bit-identical in the same environment")
+
+
+def test_restore_without_the_cases_code_names_why(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    state = training_state(ctx, ctx.loaded)
+    with pytest.raises(RuntimeError, match=r"^resuming needs the case's code: cases.tied would not import$"):
+        restore(dataclasses.replace(ctx, case=None, case_missing="cases.tied would not import"), state)
 
 
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
