@@ -816,6 +816,16 @@ def test_restore_without_the_cases_code_names_why(manifest: dict, workdir: Path)
         restore(dataclasses.replace(ctx, case=None, case_missing="cases.tied would not import"), state)
 
 
+def test_outputs_ignore_the_layout_of_bit_identical_values(manifest: dict, workdir: Path) -> None:
+    """Same dtype, shape and bytes pass whatever stride or requires_grad was recorded (a kernel may lay out
+    the same values differently)."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    recorded = {name: {**plain(d), "stride": [7, 7], "requires_grad": not d["requires_grad"]}
+                for name, d in ctx.case_section["outputs"].items()}
+    outcome = run("outputs", with_entry(ctx, outputs=recorded))
+    assert outcome == Outcome("pass", f"{len(recorded)} output(s) bit-identical")
+
+
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
     saved = {e["format"] for e in manifest["entries"] if e["status"] == "ok"}
     assert set(BROKEN) <= saved
