@@ -826,6 +826,20 @@ def test_outputs_ignore_the_layout_of_bit_identical_values(manifest: dict, workd
     assert outcome == Outcome("pass", f"{len(recorded)} output(s) bit-identical")
 
 
+@pytest.mark.parametrize("changes, status", [({"dtype": "torch.float64"}, "fail"), ({"shape": [1]}, "fail"),
+                                             ({"stride": [7, 7], "requires_grad": True}, "pass")])
+def test_resume_compares_dtype_shape_and_bytes_of_the_next_step(manifest: dict, workdir: Path,
+                                                                changes: dict, status: str) -> None:
+    """The resumed step is held to the recorded dtype, shape and bytes; layout and requires_grad may differ."""
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    recorded = {name: {**plain(d), **changes} for name, d in ctx.entry["next_step"].items()}
+    outcome = run("resume", with_entry(ctx, next_step=recorded))
+    assert outcome.status == status, outcome
+    if status == "fail":
+        assert outcome.detail.startswith(f"bitexact: false; resumed step differs from the uninterrupted one: "
+                                         f"{len(recorded)} problem(s) over {len(recorded)} tensors: ")
+
+
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
     saved = {e["format"] for e in manifest["entries"] if e["status"] == "ok"}
     assert set(BROKEN) <= saved
