@@ -37,6 +37,7 @@ from harness.checks._compare import max_abs_difference
 from harness.checks._resume import has_dropout, restore, training_state
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
+from harness.fingerprint import fingerprint
 from harness.formats import FORMATS, Format, LoadRequest
 from harness.manifest import MANIFEST_NAME, SCHEMA, artifact_path, read, write_atomic
 from harness.produce import _produce_case
@@ -838,6 +839,15 @@ def test_resume_compares_dtype_shape_and_bytes_of_the_next_step(manifest: dict, 
     if status == "fail":
         assert outcome.detail.startswith(f"bitexact: false; resumed step differs from the uninterrupted one: "
                                          f"{len(recorded)} problem(s) over {len(recorded)} tensors: ")
+
+
+def test_resume_leaves_the_shared_load_untouched(manifest: dict, workdir: Path) -> None:
+    """optimizer.load_state_dict shares the loaded tensors and step() updates them in place: the resume
+    works on a deep copy, so the checks after it see the load as loaded."""
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    before = fingerprint(ctx.fmt.contents(ctx.loaded))
+    assert run("resume", ctx).status == "pass"
+    assert fingerprint(ctx.fmt.contents(ctx.loaded)) == before
 
 
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
