@@ -850,6 +850,41 @@ def test_resume_leaves_the_shared_load_untouched(manifest: dict, workdir: Path) 
     assert fingerprint(ctx.fmt.contents(ctx.loaded)) == before
 
 
+# -- partial:<scenario>, in-process on the fast artifacts --------------------------------------------
+
+
+@pytest.mark.parametrize("case, scenario, fmt, words", [
+    ("simple", "bare_into_dataparallel", "state_dict_zip", "fix detected: add 'module.' to every key"),
+    ("simple", "bare_into_dataparallel", "training_checkpoint", "fix detected: add 'module.' to every key"),
+    ("batchnorm", "meta_assign", "state_dict_legacy", "assign=True into a meta model: "),
+])
+def test_partial_checks_run_on_the_saved_state_dict(manifest: dict, workdir: Path, case: str, scenario: str,
+                                                    fmt: str, words: str) -> None:
+    """The state_dict comes from the weights file, or from the training checkpoint's model state."""
+    check = CHECKS.get(f"partial:{scenario}")
+    assert check.name == f"partial:{scenario}" and check.description == check.scenario.description
+    ctx = context(manifest, case, fmt, workdir)
+    assert check.concerns(ctx.entry) and not check.concerns({**ctx.entry, "case": "tied"})
+    outcome = run(f"partial:{scenario}", ctx)
+    assert outcome.status == "pass" and words in outcome.detail, outcome
+
+
+def test_partial_checks_skip_formats_without_one_state_dict(manifest: dict, workdir: Path) -> None:
+    outcome = run("partial:bare_into_dataparallel", context(manifest, "simple", "whole_model_zip", workdir))
+    assert outcome == Outcome("skip", "whole_model_zip holds no single-model state_dict")
+
+
+def test_partial_checks_say_why_they_cannot_run(manifest: dict, workdir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    check = CHECKS.get("partial:bare_into_dataparallel")
+    ctx = context(manifest, "simple", "state_dict_zip", workdir)
+    monkeypatch.setattr(check, "scenario", dataclasses.replace(check.scenario, unavailable=lambda: "not here"))
+    assert run(check.name, ctx) == Outcome("skip", "not here")
+    monkeypatch.undo()
+    not_a_mapping = dataclasses.replace(ctx, loaded=[torch.zeros(1)])
+    assert run(check.name, not_a_mapping) == Outcome("skip", "state_dict_zip gave no state_dict to load")
+
+
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
     saved = {e["format"] for e in manifest["entries"] if e["status"] == "ok"}
     assert set(BROKEN) <= saved
