@@ -85,6 +85,9 @@ def install(env: Path, wanted: Sequence[str], run: Runner, uv: bool = False,
         return []
     args = [a for w in missing for a in w.split(" ", 1)]
     python = str(interpreter(env))
-    run(["uv", "pip", "install", "--python", python, *args] if uv else [python, "-m", "pip", "install", *args])
+    # uv writes no bytecode unless asked (pip does); where PYTHONDONTWRITEBYTECODE is set, every harness process
+    # would compile torch's rarely imported modules (DCP, onnx, dynamo) from source again
+    uv_install = ["uv", "pip", "install", "--compile-bytecode", "--python", python, *args]
+    run(uv_install if uv else [python, "-m", "pip", "install", *args])
     (Path(env) / STAMP).write_text(json.dumps(sorted(have | set(keyed)), indent=1))
     return missing

@@ -35,7 +35,8 @@ def test_install_runs_only_what_the_stamp_lacks_and_rekeys_editables(tmp_path: P
     assert len(run.commands) == 1, "a second install of the same requirements ran pip"
     (project / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
     assert venvs.install(env, ["torch==2.5.1", "-e .[test]"], run, uv=True, project=project) == ["-e .[test]"]
-    assert run.commands[-1] == ["uv", "pip", "install", "--python", str(env / "bin" / "python"), "-e", ".[test]"]
+    assert run.commands[-1] == ["uv", "pip", "install", "--compile-bytecode", "--python", str(env / "bin" / "python"),
+                               "-e", ".[test]"]
 
 
 def test_a_failed_install_leaves_no_stamp(tmp_path: Path) -> None:
