@@ -32,8 +32,8 @@ def test_outside_the_torch_range_an_error_is_unexpected() -> None:
 
 def test_an_expected_failure_that_passes_fails_the_run() -> None:
     rec = record("pass")
-    assert judge(rec, [FLIP]).startswith("unexpected pass")
-    assert rec["expected"]["unexpected_pass"] is True
+    assert judge(rec, [FLIP]) == "unexpected pass (expected error: flip)"
+    assert rec["expected"] == {"id": "flip", "reason": "default became weights_only", "unexpected_pass": True}
 
 
 def test_other_outcome_than_expected_is_unexpected() -> None:
@@ -44,6 +44,8 @@ def test_expired_entries_excuse_nothing() -> None:
     expired = Expectation(**{**FLIP.__dict__, "expires": datetime.date(2020, 1, 1)})
     assert judge(record("error"), [expired]) == "unexpected error"
     assert judge(record("error"), [expired], today=datetime.date(2019, 12, 31)) is None
+    assert judge(record("error"), [expired], today=datetime.date(2020, 1, 1)) is None  # the expiry day still counts
+    assert judge(record("error"), [expired], today=datetime.date(2020, 1, 2)) == "unexpected error"
 
 
 def test_patterns_must_all_match() -> None:
