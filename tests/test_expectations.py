@@ -65,9 +65,16 @@ def test_packaged_file_parses_and_every_entry_has_a_reason() -> None:
 
 
 @pytest.mark.parametrize("text, words", [
-    ("[[expected]]\nid='x'\noutcome='error'\n", "needs id, reason and outcome"),
-    ("[[expected]]\nid='x'\nreason='r'\noutcome='boom'\n", "needs id, reason and outcome"),
+    ("[[expected]]\nid='x'\noutcome='error'\n",
+     "entry 'x' needs id, reason and outcome fail|error (unknown keys: none)"),
+    ("[[expected]]\nreason='r'\noutcome='boom'\n",
+     "entry '<no id>' needs id, reason and outcome fail|error (unknown keys: none)"),
     ("[[expected]]\nid='x'\nreason='r'\noutcome='error'\ncolour='red'\n", "unknown keys: ['colour']"),
+    ("expected = 3\n", "'expected' must be an array of tables ([[expected]] entries)"),
+    ("[[expected]]\nid='x'\noutcome='error'\nbreak='no-such-break'\n",
+     "entry 'x' names break 'no-such-break', which is not in harness/data/breaks.toml"),
+    ("[[expected]]\nid='x'\noutcome='error'\nbreak='default-weights-only-2.6'\nreason='mine'\n",
+     "entry 'x' links break 'default-weights-only-2.6': its reason come from harness/data/breaks.toml, not from here"),
     ("[[expected]]\nid='x'\nreason='r'\noutcome='error'\nconsumer_torch='>>2'\n", "bad torch range"),
     ("not toml at all [", "do not parse"),
 ])
@@ -77,3 +84,14 @@ def test_bad_expectation_files_are_one_line_errors(tmp_path: Path, text: str, wo
     with pytest.raises(HarnessError, match=None) as info:
         expectations.load(path)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_entry_linking_a_break_takes_its_reason_and_ranges_from_the_catalog(tmp_path: Path) -> None:
+    from harness import breaks
+
+    known = breaks.load()["default-weights-only-2.6"]
+    path = tmp_path / "expected.toml"
+    path.write_text("[[expected]]\nid='x'\noutcome='error'\nbreak='default-weights-only-2.6'\n")
+    (entry,) = expectations.load(path)
+    assert (entry.break_id, entry.reason, entry.consumer_torch, entry.producer_torch) == (
+        known.id, known.reason(), known.consumer, known.producer)
