@@ -75,6 +75,9 @@ def test_packaged_file_parses_and_every_entry_has_a_reason() -> None:
      "entry 'x' names break 'no-such-break', which is not in harness/data/breaks.toml"),
     ("[[expected]]\nid='x'\noutcome='error'\nbreak='default-weights-only-2.6'\nreason='mine'\n",
      "entry 'x' links break 'default-weights-only-2.6': its reason come from harness/data/breaks.toml, not from here"),
+    ("[[expected]]\nid='x'\noutcome='error'\nbreak='default-weights-only-2.6'\nconsumer_torch='>1'\n"
+     "producer_torch='>1'\n", "links break 'default-weights-only-2.6': its consumer_torch, producer_torch come from"),
+    ("[[expected]]\nid='x'\nreason='r'\noutcome='error'\nproducer_torch='>>2'\n", "bad torch range"),
     ("[[expected]]\nid='x'\nreason='r'\noutcome='error'\nconsumer_torch='>>2'\n", "bad torch range"),
     ("not toml at all [", "do not parse"),
 ])
@@ -95,3 +98,9 @@ def test_an_entry_linking_a_break_takes_its_reason_and_ranges_from_the_catalog(t
     (entry,) = expectations.load(path)
     assert (entry.break_id, entry.reason, entry.consumer_torch, entry.producer_torch) == (
         known.id, known.reason(), known.consumer, known.producer)
+
+
+def test_the_producer_range_must_match_too() -> None:
+    old_producers = Expectation(**{**FLIP.__dict__, "producer_torch": "<2.5"})
+    assert judge(record("error"), [old_producers]) == "unexpected error"  # the record's producer is 2.5.1
+    assert judge(record("error"), [Expectation(**{**FLIP.__dict__, "producer_torch": ">=2.5"})]) is None
