@@ -87,6 +87,21 @@ def test_bad_expectation_files_are_one_line_errors(tmp_path: Path, text: str, wo
     with pytest.raises(HarnessError, match=None) as info:
         expectations.load(path)
     assert words in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{path}: "), "the one line names the file it is about"
+
+
+def test_a_missing_expectations_file_says_what_to_pass(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(HarnessError) as info:
+        expectations.load(missing)
+    assert str(info.value) == f"no such expectations file: {missing}; pass a TOML file like harness/data/expected.toml"
+
+
+def test_a_file_with_no_entries_expects_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "expected.toml"
+    path.write_text("# nothing is expected to break\n")
+    assert expectations.load(path) == []
+
 
 
 def test_an_entry_linking_a_break_takes_its_reason_and_ranges_from_the_catalog(tmp_path: Path) -> None:
