@@ -484,3 +484,64 @@ def test_oracle_differences_name_each_kind() -> None:
     assert any(p.startswith("oracle: w ") for p in found) and "oracle: non-tensor values differ" in found
     assert oracle_differences(oracle(a), oracle({k: (v.clone() if isinstance(v, torch.Tensor) else v)
                                                  for k, v in a.items()})) == []
+
+
+# -- branches the mutation run found untested (nox -s mutants over harness/fingerprint.py) ---------------
+
+
+def test_hash_file_is_the_xxh3_of_the_whole_file_whatever_the_chunk(tmp_path) -> None:
+    import xxhash
+
+    from harness.fingerprint import hash_file
+
+    path = tmp_path / "blob"
+    data = bytes(range(256)) * 5
+    path.write_bytes(data)
+    assert hash_file(path) == hash_file(path, chunk=7) == xxhash.xxh3_128_hexdigest(data)
+    path.write_bytes(b"")
+    assert hash_file(path) == xxhash.xxh3_128_hexdigest(b"")
+
+
+def test_scalar_repr_names_type_and_value_exactly() -> None:
+    from harness.fingerprint import scalar_repr
+
+    assert scalar_repr(1.5) == {"type": "builtins.float", "value": 1.5}
+    assert scalar_repr(float("nan")) == {"type": "builtins.float", "value": "nan"}
+    assert scalar_repr(None) == {"type": "builtins.NoneType", "value": None}
+    assert scalar_repr(numpy.int64(3)) == {"type": "numpy.int64", "value": "3"}
+    long = "x" * 300
+    assert scalar_repr([long]) == {"type": "builtins.list", "value": repr([long])[:200]}
+    assert len(scalar_repr([long])["value"]) == 200
+
+
+def test_describe_tensor_numpy_strides_are_whole_elements() -> None:
+    info = describe_tensor(numpy.zeros((2, 3), dtype=numpy.uint8))
+    assert info["stride"] == [3, 1] and all(type(s) is int for s in info["stride"])
+    wide = describe_tensor(numpy.zeros((2, 3), dtype=numpy.float64).T)
+    assert wide["stride"] == [1, 3] and all(type(s) is int for s in wide["stride"])
+
+
+def test_view_bytes_bound_spans_from_the_earliest_view_whatever_the_walk_order() -> None:
+    base = torch.arange(10.0)
+    assert fingerprint({"late": base[5:], "early": base[:3]})["view_bytes_bound"] == 10 * 4
+    assert fingerprint({"one": torch.ones(1)})["view_bytes_bound"] == 4
+    assert fingerprint({"none": torch.ones(0), "one": torch.ones(1)})["view_bytes_bound"] == 4
+
+
+def test_optimizer_fingerprint_holds_state_and_groups() -> None:
+    from harness.fingerprint import optimizer_fingerprint
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    found = optimizer_fingerprint(state)
+    assert found["param_groups"][0]["params"] == [0, 1]
+    assert found["param_groups"][0]["lr"] == {"type": "builtins.float", "value": 0.01}
+    assert found["state"] == fingerprint(state["state"])["tensors"] and found["state"]
+    state["state"][0]["exp_avg"].add_(1)
+    state["param_groups"][0]["lr"] = 0.02
+    changed = optimizer_fingerprint(state)
+    assert changed["state"] != found["state"] and changed["param_groups"] != found["param_groups"]
+    assert optimizer_fingerprint({}) == {"state": {}, "param_groups": []}
