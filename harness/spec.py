@@ -246,7 +246,9 @@ class NestedModel(nn.Module):
         self.body = nn.ModuleDict({"stages": nn.ModuleList(pairs)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.body["stages"]:  # type: ignore[attr-defined]  # a ModuleList; TorchScript takes no cast
+        # a ModuleList; TorchScript takes no cast, and reads any other type comment on a line of a scripted
+        # method as an annotation: the mypy ignore must stand alone at the end of its line
+        for stage in self.body["stages"]:  # type: ignore[attr-defined]
             x = stage(x)
         return x
 

@@ -66,7 +66,7 @@ def test_pyproject_table_selects_releases(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     copy.mkdir()
     (copy / "noxfile.py").write_text((REPO / "noxfile.py").read_text())
-    for part in ("harness/releases.py", "harness/data/releases.toml"):  # the release table the noxfile reads
+    for part in ("harness/releases.py", "harness/venvs.py", "harness/data/releases.toml"):  # what the noxfile loads
         (copy / part).parent.mkdir(parents=True, exist_ok=True)
         (copy / part).write_text((REPO / part).read_text())
     (copy / "pyproject.toml").write_text('[tool.harness]\ntorch = ["2.6.0"]\n')
