@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from harness.bench import interleave
 from harness.bench.compare import BASELINE, FASTER, FEW_ROUNDS, MIN_ROUNDS, REGRESSION, SAME, Comparison
+from harness.bench.items import Item
 from harness.errors import HarnessError
 
 #: the three workers: the reference, its identical rerun (the A/A floor) and the release judged
@@ -77,29 +78,6 @@ class ProcessWorker:
         if self._child.stdin:
             self._child.stdin.close()
         self._child.wait(timeout=120)
-
-
-@dataclasses.dataclass(frozen=True)
-class Item:
-    """One benchmark: an operation at a size, for a format (None: a baseline), in a cache state."""
-
-    size_bytes: int
-    format: Optional[str]
-    operation: str
-    cache: str
-    kind: str = "format"
-    baseline: str = "memcpy"
-
-    @property
-    def request(self) -> dict[str, Any]:
-        return {"size_bytes": self.size_bytes, "format": self.format, "operation": self.operation,
-                "cache": self.cache}
-
-    @property
-    def id(self) -> str:
-        from harness.bench.worker import item_id
-
-        return item_id(self.request)
 
 
 @dataclasses.dataclass

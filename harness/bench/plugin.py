@@ -19,23 +19,10 @@ import pytest
 
 from harness.bench import pagecache
 from harness.bench.interleave import THREAD_VARIABLES
+from harness.bench.items import Item
 from harness.bench.operations import NO_CACHE, OPERATIONS, by_kind
 from harness.bench.payload import bench_case, formats_for
-from harness.bench.sizes import DEFAULT_SIZES, label, parse_sizes
-
-
-@dataclasses.dataclass(frozen=True)
-class Item:
-    """One benchmark: an operation at a size, for a format (None for baselines), in a cache state."""
-
-    size_bytes: int
-    format: Optional[str]
-    operation: str
-    cache: str
-
-    @property
-    def id(self) -> str:
-        return f"{label(self.size_bytes)}-{self.format or 'baseline'}-{self.operation}-{self.cache}"
+from harness.bench.sizes import DEFAULT_SIZES, parse_sizes
 
 
 @dataclasses.dataclass

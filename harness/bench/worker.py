@@ -24,12 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
-
-def item_id(item: dict[str, Any]) -> str:
-    """The id of one benchmark request: size, format (or baseline), operation and cache state."""
-    from harness.bench.sizes import label
-
-    return f"{label(item['size_bytes'])}-{item.get('format') or 'baseline'}-{item['operation']}-{item['cache']}"
+from harness.bench.items import item_id
 
 
 class Server:
