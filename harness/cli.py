@@ -10,6 +10,7 @@ from rich.console import Console
 
 from harness.commands import COMMANDS, EXIT_BAD_INPUT, EXIT_FINDINGS  # noqa: F401  (re-exported)
 from harness.errors import HarnessError
+from harness.omp import wait_passively
 from harness.plugins import load_plugins
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status (0 clean, 1 findings, 2 bad input)."""
+    wait_passively()  # before anything imports torch (harness.omp says why)
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     try:
