@@ -20,7 +20,7 @@ from harness import compat
 from harness.case import Case
 from harness.checks import Outcome, failed, passed
 from harness.fingerprint import hash_tensor
-from harness.partial import Scenario, fixes
+from harness.partial import Scenario, fixes, targets
 from harness.partial.expected import LoadPlan, non_persistent_buffers, plan, target_entries
 
 
@@ -40,7 +40,7 @@ def run_scenario(scenario: Scenario, source: Mapping[str, Any], case: Case) -> O
 def _plan_and_fix(scenario: Scenario, source: Mapping[str, Any], case: Case) -> str:
     """The plan and the fix of a scenario, for a failure's message: a failing check still says what to do."""
     try:
-        expected = plan(source, scenario.build_target(case))
+        expected = plan(source, targets.fresh(scenario, case))
     except Exception as exc:  # the target does not even build: say so instead of the plan
         return f"plan unavailable: {type(exc).__name__}: {exc}"
     return f"plan: {expected.describe()} | fix: {scenario.fix or 'none needed'}"
@@ -50,11 +50,12 @@ def _plan_and_fix(scenario: Scenario, source: Mapping[str, Any], case: Case) -> 
 
 
 def _run_plain(scenario: Scenario, source: Mapping[str, Any], case: Case) -> str:
-    target = scenario.build_target(case)
+    # one target, restored in place to its built values before each use (harness.partial.targets)
+    target = targets.fresh(scenario, case)
     expected = plan(source, target)
     lenient = _check_lenient(target, source, expected)
-    strict = _check_strict(scenario.build_target(case), source, expected)
-    fixed = _check_fix(scenario, scenario.build_target(case), source, expected)
+    strict = _check_strict(targets.fresh(scenario, case), source, expected)
+    fixed = _check_fix(scenario, targets.fresh(scenario, case), source, expected)
     # PyTorch's own message last: the record keeps one line, and the message is the longest part
     return " | ".join(part for part in (f"plan: {expected.describe()}", strict, fixed, lenient) if part)
 
