@@ -9,13 +9,12 @@ per release with the concrete fix. :func:`run_release` ties one release together
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from harness import containers
+from harness.checkfile import launch
 from harness.errors import HarnessError
 from harness.inspect import PICKLE_CONTAINERS, Inspection
 
@@ -56,31 +55,81 @@ def main_globals(inspections: list[Inspection]) -> list[str]:
                    if g.startswith("__main__.")})
 
 
+#: a release's worker budget unless ``--load-seconds`` says otherwise; the extra address space it may take
+#: after importing torch is ``--load-memory-mb``, by default the larger of this and 3× the largest file
+LOAD_SECONDS = 900.0
+LOAD_MEMORY_MB = 16384
+
+
+def default_memory_mb(inspections: Sequence[Inspection]) -> int:
+    """The worker's memory cap by default: room for three copies of the largest file, at least 16 GiB."""
+    largest = max((_size(Path(i.path)) for i in inspections), default=0)
+    return max(LOAD_MEMORY_MB, 3 * largest // 2**20)
+
+
+def _size(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    except OSError:
+        return 0
+
+
 def run_release(python: Path, release: str, inspections: list[Inspection], imports: list[str],
                 allow_unsafe: bool, advance: Callable[[], None],
-                paths: Sequence[Path] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                paths: Sequence[Path] = (), seconds: float = LOAD_SECONDS,
+                memory_mb: Optional[int] = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the worker with ``python``; return its environment and one result per file (in order).
 
-    The worker runs isolated (``python -I``: no PYTHONPATH, no user site, not the script's folder nor the
-    current directory on ``sys.path``) in a private temporary folder, so a ``torch.py`` or ``sitecustomize``
-    lying where the user stands is never imported. ``--import`` modules come only from ``paths`` (``--path``)."""
+    The worker runs isolated (:mod:`harness.checkfile.launch`) in a private temporary folder, so a
+    ``torch.py`` or ``sitecustomize`` lying where the user stands is never imported; ``--import``
+    modules come only from ``paths`` (``--path``). It may add ``memory_mb`` of address space after
+    importing torch (a load past it fails with a MemoryError) and is killed after ``seconds``: the
+    file it was loading then fails as "did not finish", and the files after it are "not tried"."""
     with tempfile.TemporaryDirectory(prefix="ckpt-check-") as folder:
         request, out = Path(folder) / "request.json", Path(folder) / "results.jsonl"
+        cap = default_memory_mb(inspections) if memory_mb is None else memory_mb
         request.write_text(json.dumps({"files": [request_item(i) for i in inspections], "imports": imports,
                                        "allow_unsafe": allow_unsafe, "main_globals": main_globals(inspections),
-                                       "paths": [str(Path(p).resolve()) for p in paths], "out": str(out)}))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        process = subprocess.Popen([str(python), "-I", str(WORKER), str(request)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
-        stdout, stderr_stream = process.stdout, process.stderr
-        assert stdout is not None and stderr_stream is not None  # both are pipes
-        for line in stdout:
+                                       "paths": [str(Path(p).resolve()) for p in paths], "out": str(out),
+                                       "memory_mb": cap}))
+        loading = [0]
+
+        def on_line(line: str) -> None:
             if line.startswith("progress "):
                 advance()
-        stderr = stderr_stream.read()
-        process.wait()
+            elif line.startswith("loading "):
+                loading[0] = int(line.split()[1])
+
+        stderr, stopped = launch.stream(python, WORKER, request, Path(folder), seconds, on_line)
         lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    if stopped is not None:
+        return _stopped(release, lines, inspections, loading[0], stopped)
     return _parse(release, lines, len(inspections), stderr)
+
+
+def _stopped(release: str, lines: list[dict[str, Any]], inspections: list[Inspection], loading: int,
+             seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The answers of a worker its deadline stopped: the file it was loading did not finish in time
+    (a finding), the ones after it were not tried; the ones before keep their results."""
+    header = lines[0] if lines else {}
+    environment = header.get("environment") or {"torch": release}
+    results = lines[1:]
+    budget = f"{seconds:g} s (--load-seconds)"
+    while len(results) < len(inspections):
+        n = len(results) + 1
+        if n == loading:
+            message, status = f"did not finish within the worker's budget of {budget}", "fail"
+        else:
+            blocked = (f"the worker was stopped at its budget of {budget} while loading "
+                       f"{Path(inspections[loading - 1].path).name}" if loading else
+                       f"the worker was stopped at its budget of {budget} before loading any file "
+                       f"(importing torch or the --import modules)")
+            message, status = blocked, "skip"
+        results.append({"loads": {"deadline": {"status": status, "message": message, "warnings": []}},
+                        "map_location": None, "needs_globals": None})
+    for result in results:
+        result["torch"] = environment["torch"]
+    return {**environment, "notes": header.get("notes", [])}, results
 
 
 def _parse(release: str, lines: list[dict[str, Any]], expected: int,

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import platform
 import re
+import resource
 import sys
 import warnings
 from pathlib import Path
@@ -177,16 +178,32 @@ def environment(compat: Any) -> dict[str, Any]:
             "executable": sys.executable}
 
 
+def limit_memory(extra_mb: int) -> None:
+    """Cap the address space at what the worker uses now plus ``extra_mb`` (0: no cap); no core dumps."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if extra_mb <= 0:
+        return
+    try:
+        size = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        return
+    ceiling = size + extra_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+
+
 def main(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     # Run with ``python -I``: neither this folder nor the current directory is on sys.path. The user's
     # ``--path`` folders, and only those, come first (for ``--import``).
     sys.path[:0] = [path for path in request.get("paths", []) if path not in sys.path]
-    compat = load_compat()
+    compat = load_compat()  # imports torch: the memory cap counts from here
+    limit_memory(int(request.get("memory_mb", 0)))
     with open(request["out"], "w") as out:
         notes, failed = import_user_modules(request.get("imports", []), request.get("main_globals", []))
         out.write(json.dumps({"environment": environment(compat), "notes": notes}) + "\n")
         for n, item in enumerate(request["files"], 1):
+            print(f"loading {n}", flush=True)  # the caller names this file if the deadline stops us here
             out.write(json.dumps(check_file(item, compat, request.get("allow_unsafe", False), failed)) + "\n")
             out.flush()
             print(f"progress {n}", flush=True)

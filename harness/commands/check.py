@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time budget for inspecting one file (default 30); past it the file is 'over limits'")
     parser.add_argument("--inspect-memory-mb", type=_positive, default=None, metavar="MB",
                         help="memory the inspection of one file may add (default 1024)")
+    parser.add_argument("--load-seconds", type=_positive, default=None, metavar="S",
+                        help="time budget for each release's loading of all files (default 900); past it the file "
+                             "being loaded fails as 'did not finish' and the rest are not tried")
+    parser.add_argument("--load-memory-mb", type=_positive, default=None, metavar="MB",
+                        help="memory each release's loader may add after importing torch (default: 3x the largest "
+                             "file, at least 16384); a load past it fails with a MemoryError")
 
 
 def _positive(text: str) -> float:
@@ -177,7 +183,7 @@ def _load_everywhere(args: argparse.Namespace, inspections: list, progress: Prog
             if not group:
                 continue
             environment, results = run_release(python, release, group, args.imports, allow_unsafe,
-                                               lambda: progress.advance(task), args.paths)
+                                               lambda: progress.advance(task), args.paths, **_load_limits(args))
             if not same_release(release, environment["torch"]):
                 raise HarnessError(f"the environment {python.parent.parent} has torch {environment['torch']}, not "
                                    f"{release}: remove it so that it is rebuilt")
@@ -194,6 +200,12 @@ def _load_everywhere(args: argparse.Namespace, inspections: list, progress: Prog
                                                   "default_weights_only": None}
             progress.advance(task)
     return verdicts
+
+
+def _load_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """``run_release``'s deadline and memory cap where the command line set them (else its defaults)."""
+    limits = {"seconds": args.load_seconds, "memory_mb": int(args.load_memory_mb) if args.load_memory_mb else None}
+    return {key: value for key, value in limits.items() if value is not None}
 
 
 def _report(inspection: Any, verdicts: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from harness.checkfile import launch
 from harness.errors import HarnessError
 from harness.upgrade.config import Project
 
@@ -53,24 +53,6 @@ def request(project: Project, inspections: list[Any], out: Path) -> dict[str, An
             "trainings": [{**t, "steps": t["steps"]} for t in project.trainings], "out": str(out)}
 
 
-def pycache_root() -> Path:
-    """Where the workers' bytecode goes (``-X pycache_prefix``): never into the release's environment."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "checkpoint-harness" / "pycache"
-
-
-def worker_command(python: Path, request_path: Path) -> list[str]:
-    """The worker isolated as ``check``'s is: ``-I`` (no user site, no script folder or cwd on sys.path,
-    no PYTHON* variables honoured). Its bytecode is cached under :func:`pycache_root`, so the
-    interpreter's environment is never written to (it may be read-only, or shared), and a warm
-    cache spares every later run compiling torch from source (minutes of CPU in a fresh env)."""
-    return [str(python), "-I", "-X", f"pycache_prefix={pycache_root()}", str(WORKER), str(request_path)]
-
-
-def worker_env() -> dict[str, str]:
-    """The caller's environment without PYTHON* variables (``-I`` ignores them too; belt and braces)."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}, "PYTHONWARNINGS": "ignore"}
-
-
 def run_side(side: Side, body: dict[str, Any], folder: Path, timeout: float = 900.0) -> Side:
     """Run the worker for ``side`` in ``folder/<release>`` (its cwd: private, never the project)."""
     out = side.out = folder / side.release
@@ -79,8 +61,8 @@ def run_side(side: Side, body: dict[str, Any], folder: Path, timeout: float = 90
     path.write_text(json.dumps({**body, "out": str(out)}))
     started = time.perf_counter()
     try:
-        done = subprocess.run(worker_command(side.python, path), capture_output=True, text=True, cwd=out,
-                              env=worker_env(), timeout=timeout)
+        done = subprocess.run(launch.command(side.python, WORKER, path), capture_output=True, text=True, cwd=out,
+                              env=launch.environment(), timeout=timeout)
         stderr = done.stderr
     except subprocess.TimeoutExpired:
         stderr = f"stopped after its {timeout:g} s budget (config `timeout_s`)"

@@ -23,7 +23,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import sys
 import sysconfig
 import time
@@ -317,20 +316,6 @@ def import_roots(path: list[str], roots: list[str]) -> list[str]:
     return [*path[:position], *added, *path[position:]]
 
 
-def limit_memory(extra_mb: int) -> None:
-    """Cap the address space at what the worker uses now plus ``extra_mb`` (0: no cap); no core dumps."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if extra_mb <= 0:
-        return
-    try:
-        size = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
-                    if line.startswith("VmSize:"))
-    except (OSError, StopIteration):
-        return
-    ceiling = size + extra_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
-
-
 def import_module(name: str) -> dict[str, Any]:
     importlib.import_module(name)
     return {}
@@ -361,7 +346,7 @@ def main(request_path: str) -> int:
     compat = check.load_compat()
     import torch
 
-    limit_memory(int(request.get("memory_mb", 0)))
+    check.limit_memory(int(request.get("memory_mb", 0)))
     out = Path(request["out"])
     allowlist = compat.weights_only_allowlist()
     answers: dict[str, Any] = {"environment": {"torch": torch.__version__, "python": platform.python_version(),
