@@ -17,7 +17,7 @@ from torch import nn
 import harness
 from harness import _cases, plugins
 from harness.case import CASES
-from harness.checks import CHECKS, Check, Context, Outcome, ordered, passed
+from harness.checks import CHECKS, Check, Context, Outcome, passed
 from harness.errors import HarnessError
 from harness.formats import _torch_pickle
 from harness.internal.registry import Registry
@@ -148,19 +148,7 @@ def _check(name: str, after: tuple[str, ...] = ()) -> Check:
     return type(f"C_{name}", (Check,), {"name": name, "after": after})()
 
 
-def test_checks_run_in_declared_order_not_file_order() -> None:
-    checks = [_check("b", after=("c",)), _check("a"), _check("c", after=("missing",))]
-    assert [c.name for c in ordered(checks)] == ["a", "c", "b"]
-    names = CHECKS.names()
-    assert names.index("resave") < names.index("resume")
-    with CHECKS.temporarily(_check("aaa_first_by_name", after=("tensors",))):
-        names = CHECKS.names()
-        assert names.index("tensors") < names.index("aaa_first_by_name")
-
-
-def test_a_cycle_in_the_declared_order_is_an_error() -> None:
-    with pytest.raises(HarnessError, match="cycle: x after \\['y'\\], y after \\['x'\\]"):
-        ordered([_check("x", after=("y",)), _check("y", after=("x",))])
+# the declared order itself: tests/test_checks_fast.py (the mutation run's test set)
 
 
 def _context(loaded: Any, entry: dict[str, Any]) -> Context:

@@ -28,15 +28,16 @@ from typing import Any
 import pytest
 import torch
 
-from harness import compat
+from harness import compat, cuda_tags
 from harness import env as envmod
 from harness.case import CASES, prepare
-from harness.checks import CHECKS, Context, Outcome
+from harness.checks import CHECKS, Check, Context, Outcome, optimizer_device, ordered
 from harness.checks import _devices as map_location_check
 from harness.checks._compare import max_abs_difference
 from harness.checks._resume import has_dropout, restore, training_state
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
+from harness.errors import HarnessError
 from harness.fingerprint import fingerprint
 from harness.formats import FORMATS, Format, LoadRequest
 from harness.manifest import MANIFEST_NAME, SCHEMA, artifact_path, read, write_atomic
@@ -891,3 +892,167 @@ def test_partial_checks_say_why_they_cannot_run(manifest: dict, workdir: Path,
 def test_the_fast_artifacts_cover_every_broken_format(manifest: dict) -> None:
     saved = {e["format"] for e in manifest["entries"] if e["status"] == "ok"}
     assert set(BROKEN) <= saved
+
+
+# -- the declared check order -------------------------------------------------------------------------
+
+
+def _check(name: str, after: tuple[str, ...] = ()) -> Check:
+    return type(f"C_{name}", (Check,), {"name": name, "after": after})()
+
+
+def test_checks_run_in_declared_order_not_file_order() -> None:
+    """A check comes after every check it names; a name that is not there, or its own, is ignored."""
+    checks = [_check("b", after=("c",)), _check("a", after=("a",)), _check("c", after=("missing",))]
+    assert [c.name for c in ordered(checks)] == ["a", "c", "b"]
+    names = CHECKS.names()
+    assert names.index("resave") < names.index("resume")
+    with CHECKS.temporarily(_check("aaa_first_by_name", after=("tensors",))):
+        names = CHECKS.names()
+        assert names.index("tensors") < names.index("aaa_first_by_name")
+
+
+def test_a_cycle_in_the_declared_order_is_an_error() -> None:
+    with pytest.raises(HarnessError) as raised:
+        ordered([_check("w"), _check("x", after=("y", "w")), _check("y", after=("x",))])
+    assert str(raised.value) == "the checks' declared order has a cycle: x after ['y'], y after ['x']"
+
+
+# -- the device checks' wording ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count, words", [(1, "t0"), (3, "t0, t1, t2"), (4, "t0, t1, t2 (+1)"),
+                                          (6, "t0, t1, t2 (+3)")])
+def test_device_problems_name_three_tensors_and_count_the_rest(count: int, words: str) -> None:
+    assert map_location_check._names([f"t{i}" for i in range(count)]) == words
+
+
+@pytest.mark.parametrize("text, words", [
+    ("a  b\n\tc", "a b c"),
+    ("x" * 160, "x" * 160),
+    ("x" * 161, "x" * 159 + "…"),
+    ("y " * 100, ("y " * 80)[:159] + "…"),
+])
+def test_device_errors_are_cut_to_160_characters(text: str, words: str) -> None:
+    assert map_location_check.short(ValueError(text)) == words
+
+
+class _MisTagging:
+    """A format whose CUDA-tagged copy reads back with the wrong locations."""
+
+    def __init__(self, fmt: Format, locations: list[str]) -> None:
+        self._fmt, self._locations = fmt, locations
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+    def retag(self, source: Path, target: Path, location: str) -> list[cuda_tags.StorageRecord]:
+        records = self._fmt.retag(source, target, location)
+        return [dataclasses.replace(r, location=where) for r, where in zip(records, self._locations)]
+
+
+@pytest.mark.parametrize("wrong, words", [
+    ({0: "cpu", 2: "cpu"}, "2× cpu, {rest}× cuda:0"),
+    ({0: "cuda:1"}, "{rest}× cuda:0, 1× cuda:1"),
+    ({}, "no storages"),
+])
+def test_a_wrong_read_back_names_the_locations_it_found(manifest: dict, workdir: Path, wrong: dict,
+                                                        words: str) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    count = len(ctx.fmt.storage_locations(ctx.artifact))
+    locations = [wrong.get(i, "cuda:0") for i in range(count)] if wrong else []
+    outcome = run("optimizer_device", dataclasses.replace(ctx, fmt=_MisTagging(ctx.fmt, locations)))
+    shows = words.format(rest=count - len(wrong))
+    assert outcome == Outcome("fail", f"could not make a CUDA-tagged copy: read-back of the cuda:0 copy shows {shows}, "
+                                      f"not {count} storages on cuda:0")
+
+
+# -- optimizer_device's GPU resume, its logic on the CPU ------------------------------------------------
+
+
+class _OnTheCpu:
+    """A format that records each load's map_location and loads onto the CPU instead."""
+
+    def __init__(self, fmt: Format, asked: list[tuple[str, Any]]) -> None:
+        self._fmt, self._asked = fmt, asked
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+    def open(self, path: Path, request: LoadRequest) -> Any:
+        self._asked.append(("load", request.map_location))
+        return self._fmt.open(path, dataclasses.replace(request, map_location="cpu"))
+
+
+@pytest.fixture
+def gpu_resume(manifest: dict, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Context, list]:
+    """The tied training checkpoint's context with every device resume_on_cuda asks for recorded and
+    served on the CPU: the GPU resume's decisions and wording, checked without a GPU."""
+    asked: list[tuple[str, Any]] = []
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    real_restore, real_resume = optimizer_device.restore, optimizer_device.resume_one_step
+
+    def restore_on_cpu(the_ctx: Context, state: Any, device: str = "default") -> Any:
+        asked.append(("restore", device))
+        return real_restore(the_ctx, state, "cpu")
+
+    def resume_on_cpu(the_ctx: Context, state: Any, device: str = "default") -> Any:
+        asked.append(("resume", device))
+        return real_resume(the_ctx, state, "cpu")
+
+    monkeypatch.setattr(optimizer_device, "restore", restore_on_cpu)
+    monkeypatch.setattr(optimizer_device, "resume_one_step", resume_on_cpu)
+    return dataclasses.replace(ctx, fmt=_OnTheCpu(ctx.fmt, asked)), asked
+
+
+CUDA_STEPS = [("load", "cuda:0"), ("restore", "cuda:0"), ("resume", "cuda:0")]
+
+
+def test_gpu_resume_within_tolerance_says_how_close(gpu_resume: tuple[Context, list]) -> None:
+    ctx, asked = gpu_resume
+    assert optimizer_device.resume_on_cuda(ctx) == (None, "resumed on cuda:0 within 0 (step stays on cpu)", True)
+    assert asked == CUDA_STEPS
+
+
+def test_gpu_resume_is_held_to_resume_atol(gpu_resume: tuple[Context, list]) -> None:
+    ctx, asked = gpu_resume
+    atol = float(ctx.case_section["resume_atol"])
+    shifted = _foreign(ctx, next_step_by=atol * 0.75)
+    worst, _ = max_abs_difference(shifted.stored["next_step"], ctx.stored["next_step"])
+    at = dataclasses.replace(ctx, case_section={**plain(ctx.case_section), "resume_atol": worst})
+    at.__dict__["stored"] = shifted.stored
+    assert optimizer_device.resume_on_cuda(at) == (None, f"resumed on cuda:0 within {worst:.3g} (step stays on cpu)",
+                                                   True)
+    below = dataclasses.replace(at, case_section={**plain(ctx.case_section), "resume_atol": atol / 2})
+    below.__dict__["stored"] = shifted.stored
+    problem, note, compared = optimizer_device.resume_on_cuda(below)
+    assert re.fullmatch(rf"resumed on cuda:0, {re.escape(f'{worst:.3g}')} away from the producer's next step at "
+                        rf"model\.\S+ \(atol {re.escape(f'{atol / 2:g}')}\)", problem or ""), problem
+    assert (note, compared) == ("", True)
+    assert asked == CUDA_STEPS * 2
+
+
+def test_gpu_resume_without_a_stored_next_step_compares_nothing(gpu_resume: tuple[Context, list]) -> None:
+    ctx, asked = gpu_resume
+    ctx.__dict__["stored"] = {k: v for k, v in ctx.stored.items() if k != "next_step"}
+    assert optimizer_device.resume_on_cuda(ctx) == (None, "the producer stored no next step", False)
+    assert asked == CUDA_STEPS[:2]
+
+
+def test_gpu_resume_with_dropout_compares_nothing(gpu_resume: tuple[Context, list],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx, _ = gpu_resume
+    seen = []
+    monkeypatch.setattr(optimizer_device, "has_dropout", lambda models: seen.append(sorted(models)) or True)
+    assert optimizer_device.resume_on_cuda(ctx) == (
+        None, "step on cpu after loading onto cuda:0, but dropout draws from the CUDA generator", False)
+    assert seen == [sorted(ctx.case.models)]
+
+
+def test_gpu_resume_with_a_step_off_the_cpu_fails(gpu_resume: tuple[Context, list],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx, asked = gpu_resume
+    monkeypatch.setattr(optimizer_device, "steps_off_cpu", lambda optimizers: [f"cuda:0 ({len(optimizers)})"])
+    assert optimizer_device.resume_on_cuda(ctx) == (
+        "map_location='cuda:0' then optimizer.load_state_dict put step on ['cuda:0 (1)']", "", True)
+    assert asked == CUDA_STEPS[:2]

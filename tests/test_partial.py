@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -197,12 +199,16 @@ def test_a_broken_prefix_fix_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = Scenario("toy_prefix", "-", ("toy",), lambda case: Classifier(), fix="prefix")
     source = fixes.add_prefix(Classifier().state_dict(), "module.")
     assert partial_run.run_scenario(scenario, source, _toy_case()).status == "pass"
+    plan = ("plan: 0 loaded, 6 missing (features.weight, features.bias, classifier.0.weight, +3), 6 unexpected "
+            "(module.features.weight, module.features.bias, module.classifier.0.weight, +3) | fix: prefix")
     monkeypatch.setattr(fixes, "detect_prefix", lambda state, model: fixes.PrefixFix("strip", "_orig_mod."))
     outcome = partial_run.run_scenario(scenario, source, _toy_case())
-    assert outcome.status == "fail" and "the plan is still not clean" in outcome.detail
+    assert outcome == partial_run.Outcome("fail", "after strip '_orig_mod.' from every key the plan is still not "
+                                                  "clean: " + plan[len("plan: "):-len(" | fix: prefix")] + " | " + plan)
     monkeypatch.setattr(fixes, "detect_prefix", lambda state, model: None)
     outcome = partial_run.run_scenario(scenario, source, _toy_case())
-    assert outcome.status == "fail" and "found no known prefix" in outcome.detail
+    assert outcome == partial_run.Outcome("fail", "detect_prefix found no known prefix that makes the keys fit | "
+                                                  + plan)
 
 
 def test_a_prefix_fix_that_garbles_values_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,3 +349,475 @@ def test_partial_checks_never_modify_the_loaded_state(tmp_path: Path) -> None:
                                  source, _toy_case())
     partial_run.run_scenario(Scenario("toy_head", "-", ("toy",), lambda case: WithScale()), source, _toy_case())
     assert {k: dict(v) for k, v in source._metadata.items()} == before
+
+
+# -- the registered scenarios in-process: exact accounts, the fixes' fallbacks ---------------------
+
+
+def _registered(name: str) -> Scenario:
+    from harness.partial import SCENARIOS
+
+    return SCENARIOS.get(name)
+
+
+def _first_three(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f", +{len(keys) - 3}" if len(keys) > 3 else "")
+
+
+def _layer_keys(side: str, layer: int) -> list[str]:
+    """The state_dict keys of one nn.TransformerEncoder/DecoderLayer of the transformer case, in order."""
+    from harness_cases.transformer import decoder_stack, encoder_stack
+
+    stack = encoder_stack(layers=1) if side == "encoder" else decoder_stack(layers=1)
+    return [f"{side}.layers.{layer}.{k[len('layers.0.'):]}" for k in stack.state_dict()]
+
+
+@pytest.fixture(scope="module")
+def transformer_source() -> collections.OrderedDict[str, torch.Tensor]:
+    """The transformer case's state_dict as produce saves it (built under the case's seed)."""
+    return CASES.get("transformer").fresh_models()["model"].state_dict()
+
+
+@pytest.mark.parametrize("scenario, loaded, side, layers, missing", [
+    ("transformer_encoder_only", 25, "decoder", (0, 1), False),
+    ("transformer_decoder_half", 39, "encoder", (0, 1), False),
+    ("transformer_into_smaller", 33, "", (1,), False),
+    ("transformer_into_bigger", 63, "", (2,), True),
+])
+def test_transformer_scenarios_report_exactly_the_planned_keys(
+        transformer_source: collections.OrderedDict[str, torch.Tensor], scenario: str, loaded: int, side: str,
+        layers: tuple[int, ...], missing: bool) -> None:
+    """Each transformer target, built by the registered scenario, leaves exactly the other half (or the
+    extra layer) out: the account names the keys in state_dict order and counts the loaded values."""
+    sides = (side,) if side else ("encoder", "decoder")
+    keys = [k for s in sides for n in layers for k in _layer_keys(s, n)]
+    if side == "decoder":
+        keys += ["out.weight", "out.bias"]
+    outcome = partial_run.run_scenario(_registered(scenario), transformer_source, CASES.get("transformer"))
+    kind = "missing" if missing else "unexpected"
+    found = f"{len(keys)} missing/0 unexpected" if missing else f"0 missing/{len(keys)} unexpected"
+    assert outcome == partial_run.Outcome("pass", (
+        f"plan: {loaded} loaded, {len(keys)} {kind} ({_first_three(keys)}) | strict=True raised naming every key | "
+        f"strict=False reported {found} as planned, {loaded} values bit-identical, missing ones untouched"))
+
+
+def test_transformer_halves_compute_what_the_whole_model_computes(
+        transformer_source: collections.OrderedDict[str, torch.Tensor]) -> None:
+    """The encoder-only model and the decoder half, loaded from the whole model's checkpoint, give the
+    whole model's encoder memory and output (the same layers under the same names, in eval mode)."""
+    from harness.partial.scenarios.transformer_halves import DecoderHalf, EncoderOnly
+    from harness_cases.transformer import Seq2Seq
+
+    whole, encoder, decoder = Seq2Seq().eval(), EncoderOnly().eval(), DecoderHalf().eval()
+    whole.load_state_dict(transformer_source)
+    encoder.load_state_dict(transformer_source, strict=False)
+    decoder.load_state_dict(transformer_source, strict=False)
+    src, tgt = torch.randint(0, 40, (2, 9)), torch.randint(0, 40, (2, 7))
+    with torch.no_grad():
+        memory = whole.encoder(whole.embed(src))
+        assert torch.equal(encoder(src), memory)
+        assert torch.equal(decoder(tgt, memory), whole(src, tgt))
+
+
+class _Wrapping(nn.Module):
+    """A wrapper that keeps its model under ``attribute`` (DataParallel: module, torch.compile: _orig_mod)."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__()
+        self.add_module(attribute, nn.Linear(3, 2))
+
+
+def _wrapping_case(name: str, attribute: str) -> Case:
+    return Case(name=name, exercises="-", build=lambda: _Wrapping(attribute), inputs=lambda: (torch.zeros(1, 3),))
+
+
+@pytest.mark.parametrize("scenario, attribute", [
+    ("dataparallel_into_bare", "module"),
+    ("compiled_into_eager", "_orig_mod"),
+])
+def test_prefix_scenarios_strip_the_wrappers_prefix(scenario: str, attribute: str) -> None:
+    """The bare target is the model inside the wrapper (torch.compile's stand-in: a module whose child is
+    ``_orig_mod``, which is all the compiled case's state_dict shows)."""
+    case = _wrapping_case(f"toy_{attribute}", attribute)
+    bare = _registered(scenario).build_target(case)
+    assert type(bare) is nn.Linear and list(bare.state_dict()) == ["weight", "bias"]
+    outcome = partial_run.run_scenario(_registered(scenario), case.fresh_models()["model"].state_dict(), case)
+    assert outcome == partial_run.Outcome("pass", (
+        f"plan: 0 loaded, 2 missing (weight, bias), 2 unexpected ({attribute}.weight, {attribute}.bias) | "
+        f"strict=True raised naming every key | fix detected: strip '{attribute}.' from every key → strict=True "
+        f"loads, values bit-identical | strict=False reported 2 missing/2 unexpected as planned, 0 values "
+        f"bit-identical, missing ones untouched"))
+
+
+def test_bare_target_of_a_model_without_a_wrapper_is_an_error() -> None:
+    case = Case(name="toy_plain", exercises="-", build=lambda: nn.Linear(3, 2), inputs=lambda: (torch.zeros(1, 3),))
+    with pytest.raises(TypeError) as raised:
+        _registered("dataparallel_into_bare").build_target(case)
+    assert str(raised.value) == "case toy_plain: Linear wraps no module"
+
+
+class _VggLike(nn.Module):
+    """vgg16's classifier layout (Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear(4096, classes)),
+    small: what the vgg16 scenarios change is the head at classifier[6]."""
+
+    def __init__(self, classifier: type = nn.Sequential) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(3, 2, 1)
+        self.classifier = classifier(nn.Linear(2, 4096), nn.ReLU(), nn.Dropout(), nn.Identity(), nn.ReLU(),
+                                     nn.Dropout(), nn.Linear(4096, 3))
+
+
+class _NotSequential(nn.Module):
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+
+def _vgg_like_case(classifier: type = nn.Sequential) -> Case:
+    return Case(name="vgg16", exercises="-", build=lambda: _VggLike(classifier),
+                inputs=lambda: (torch.zeros(1, 3, 4, 4),))
+
+
+def test_vgg16_new_head_replaces_classifier_6_and_drops_the_mismatch() -> None:
+    case = _vgg_like_case()
+    source = case.fresh_models()["model"].state_dict()
+    target = _registered("vgg16_new_head").build_target(case)
+    assert expected.target_shapes(target)["classifier.6.weight"] == (10, 4096)
+    assert list(expected.target_shapes(target)) == list(source)
+    outcome = partial_run.run_scenario(_registered("vgg16_new_head"), source, case)
+    mismatch = ("size mismatch for classifier.6.weight: copying a param with shape torch.Size([3, 4096]) from "
+                "checkpoint, the shape in current model is torch.Size([10, 4096]). size mismatch for "
+                "classifier.6.bias: copying a param with shape torch.Size([3]) from checkpoint, the shape in "
+                "current model is torch.Size([10]).")
+    assert outcome == partial_run.Outcome("pass", (
+        "plan: 4 loaded, 2 size-mismatched (classifier.6.weight, classifier.6.bias) | "
+        "strict=True raised naming every key | fix drop_mismatched dropped classifier.6.weight, classifier.6.bias "
+        "→ strict=False loads, they keep the model's init | strict=False raised as planned: Error(s) in loading "
+        f"state_dict for _VggLike: {mismatch}"))
+
+
+def test_vgg16_added_linear_only_adds_missing_keys() -> None:
+    case = _vgg_like_case()
+    target = _registered("vgg16_added_linear").build_target(case)
+    shapes = expected.target_shapes(target)
+    assert list(shapes)[-2:] == ["classifier.add_linear.weight", "classifier.add_linear.bias"]
+    assert shapes["classifier.add_linear.weight"] == (10, 1000) and shapes["classifier.add_linear.bias"] == (10,)
+    outcome = partial_run.run_scenario(_registered("vgg16_added_linear"), case.fresh_models()["model"].state_dict(),
+                                       case)
+    assert outcome == partial_run.Outcome("pass", (
+        "plan: 6 loaded, 2 missing (classifier.add_linear.weight, classifier.add_linear.bias) | strict=True raised "
+        "naming every key | strict=False reported 2 missing/0 unexpected as planned, 6 values bit-identical, "
+        "missing ones untouched"))
+
+
+@pytest.mark.parametrize("scenario", ["vgg16_new_head", "vgg16_added_linear"])
+def test_vgg16_scenarios_need_a_sequential_classifier(scenario: str) -> None:
+    with pytest.raises(AssertionError) as raised:
+        _registered(scenario).build_target(_vgg_like_case(_NotSequential))
+    assert str(raised.value) == "torchvision's VGG keeps its head in a Sequential"
+
+
+def _wrapped_state(prefix: str) -> collections.OrderedDict[str, torch.Tensor]:
+    """A wrapper's state_dict: every key under ``prefix`` but a root buffer and a head beside the wrapped
+    model; _metadata for each module."""
+    wrapper = nn.Module()
+    wrapper.add_module(prefix.rstrip("."), nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    wrapper.head = nn.Linear(1, 1)
+    wrapper.register_buffer("count", torch.zeros(1))
+    return wrapper.state_dict()
+
+
+def _metadata(state: Any) -> list[tuple[str, dict]]:
+    return [(k, dict(v)) for k, v in state._metadata.items()]
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "blockX."])
+def test_strip_prefix_without_pytorchs_helper_gives_what_the_helper_gives(monkeypatch: pytest.MonkeyPatch,
+                                                                          prefix: str) -> None:
+    """Releases without consume_prefix_in_state_dict_if_present get the same keys, values and _metadata
+    (the wrapper's own entry becomes the root's), in the input's order (the helper moves each renamed key
+    to the end); the input keeps its own."""
+    state = _wrapped_state(prefix)
+    keys, metadata = list(state), _metadata(state)
+    stripped = ["count", "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                "1.num_batches_tracked", "head.weight", "head.bias"]
+    helped = fixes.strip_prefix(state, prefix)
+    assert list(state) == keys and _metadata(state) == metadata
+    assert sorted(helped) == sorted(stripped) and sorted(helped._metadata) == ["", "0", "1", "head"]
+    monkeypatch.setattr(compat, "consume_prefix_function", lambda: None)
+    fallback = fixes.strip_prefix(state, prefix)
+    assert list(fallback) == stripped and all(fallback[k] is helped[k] for k in helped)
+    assert [k for k, _ in _metadata(fallback)] == ["", "0", "1", "head"]
+    assert dict(_metadata(fallback)) == dict(_metadata(helped)) and fallback._metadata[""] == metadata[1][1]
+    assert list(state) == keys and _metadata(state) == metadata
+    plain = fixes.strip_prefix(dict(state), prefix)
+    assert list(plain) == stripped and not hasattr(plain, "_metadata")
+
+
+def test_strip_prefix_leaves_the_inputs_metadata_alone() -> None:
+    """PyTorch's helper renames _metadata in place: strip_prefix hands it a copy."""
+    state = _wrapped_state("module.")
+    before = _metadata(state)
+    stripped = fixes.strip_prefix(state, "module.")
+    assert _metadata(state) == before and stripped._metadata is not state._metadata
+    assert all(stripped._metadata[k] is not state._metadata["module." + k] for k in ("0", "1"))
+
+
+def test_data_ptr_is_the_address_of_the_first_element() -> None:
+    """Where a tensor starts in memory, its storage offset included (a view into a flat buffer)."""
+    flat = torch.arange(10, dtype=torch.float64)
+    view = flat[3:7]
+    assert partial_run._data_ptr(view) == view.data_ptr() == flat.data_ptr() + 3 * 8
+    assert partial_run._data_ptr(flat) == flat.data_ptr()
+
+
+def test_meta_assign_is_unavailable_when_either_piece_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = _registered("meta_assign")
+    monkeypatch.setattr(compat, "load_state_dict_assign", lambda: "no assign here")
+    assert scenario.unavailable() == "no assign here"
+    monkeypatch.setattr(compat, "load_state_dict_assign", lambda: None)
+    monkeypatch.setattr(compat, "meta_device_context", lambda: "no meta context here")
+    assert scenario.unavailable() == "no meta context here"
+
+
+_ASSIGN = pytest.mark.skipif(bool(compat.load_state_dict_assign() or compat.meta_device_context()),
+                             reason="this release has no load_state_dict(assign=True) or meta device context")
+_WRITES = "; it writes assign_to_params_buffers into the given state_dict's _metadata"
+
+
+@_ASSIGN
+def test_meta_assign_accounts_for_every_tensor() -> None:
+    """(The transformer case is left to the slow tier: nn.Embedding's init on the meta device imports
+    torch._refs, seconds in a fresh process.)"""
+    case = CASES.get("batchnorm")
+    outcome = partial_run.run_scenario(_registered("meta_assign"), case.fresh_models()["model"].state_dict(), case)
+    assert outcome == partial_run.Outcome("pass", "assign=True into a meta model: 14 tensors assigned without a copy; "
+                                                  "left on meta as planned: scale (not in the checkpoint: re-create "
+                                                  "after loading)" + _WRITES)
+
+
+@_ASSIGN
+def test_meta_assign_of_a_state_without_metadata_writes_nothing_into_it() -> None:
+    """A plain dict has no _metadata for assign=True to write into: the account says nothing about it."""
+    scenario = Scenario("toy_meta", "-", ("toy",), lambda case: WithScale(), assign=True)
+    outcome = partial_run.run_scenario(scenario, dict(WithScale().state_dict()), _toy_case())
+    assert outcome == partial_run.Outcome("pass", "assign=True into a meta model: 2 tensors assigned without a copy; "
+                                                  "left on meta as planned: scale (not in the checkpoint: re-create "
+                                                  "after loading)")
+    assert partial_run.metadata_written_by_assign(WithScale, dict(WithScale().state_dict())) == []
+
+
+@_ASSIGN
+def test_meta_assign_with_an_unexpected_key_still_reports_what_it_writes() -> None:
+    """The probe loads with strict=False: an unexpected key does not hide what assign=True writes."""
+    scenario = Scenario("toy_meta", "-", ("toy",), lambda case: WithScale(), assign=True)
+    source = WithScale().state_dict()
+    source["ghost"] = torch.zeros(1)
+    outcome = partial_run.run_scenario(scenario, source, _toy_case())
+    assert outcome == partial_run.Outcome("pass", "assign=True into a meta model: 2 tensors assigned without a copy; "
+                                                  "left on meta as planned: scale (not in the checkpoint: re-create "
+                                                  "after loading)" + _WRITES)
+    assert partial_run.metadata_written_by_assign(WithScale, source) == ["assign_to_params_buffers"]
+
+
+class _Nested(nn.Module):
+    """A non-persistent buffer one level down, beside an empty child slot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = WithScale()
+        self.add_module("empty", None)
+        self.register_buffer("steps", torch.zeros(1), persistent=False)
+
+
+def test_non_persistent_buffers_are_found_at_every_depth() -> None:
+    assert expected.non_persistent_buffers(_Nested()) == ["steps", "inner.scale"]
+    assert expected.non_persistent_buffers(nn.Sequential(_Nested()), "net.") == ["net.0.steps", "net.0.inner.scale"]
+
+
+@pytest.mark.parametrize("count, words", [(1, "k0"), (3, "k0, k1, k2"), (4, "k0, k1, k2 (+1)"),
+                                          (7, "k0, k1, k2 (+4)")])
+def test_key_lists_name_three_and_count_the_rest(count: int, words: str) -> None:
+    assert partial_run._keys(f"k{i}" for i in range(count)) == words
+
+
+def test_stacked_adds_are_found_in_wrapping_order() -> None:
+    """DataParallel around a compiled model: '_orig_mod.' is added first, 'module.' in front of it."""
+    bare = nn.Sequential(nn.Linear(2, 2))
+    outer = nn.Module()
+    outer.module = nn.Module()
+    outer.module._orig_mod = bare
+    assert fixes.detect_prefix(bare.state_dict(), outer) == fixes.PrefixFix("add", "module._orig_mod.")
+    assert fixes.PrefixFix("add", "module._orig_mod.").describe() == "add 'module._orig_mod.' to every key"
+    assert fixes.PrefixFix("strip", "module.").describe() == "strip 'module.' from every key"
+
+
+@pytest.mark.parametrize("depth, found", [(9, True), (10, False)])
+def test_stacked_prefixes_are_searched_to_64_characters(depth: int, found: bool) -> None:
+    """The search stops once the prefix found so far is 64 characters long (eight 8-character prefixes)."""
+    bare = nn.Linear(2, 2)
+    state = bare.state_dict()
+    for _ in range(depth):
+        state = fixes.add_prefix(state, "block_0.")
+    fix = fixes.detect_prefix(state, bare, prefixes=("block_0.",))
+    assert fix == (fixes.PrefixFix("strip", "block_0." * depth) if found else None)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "blockX."])
+def test_add_prefix_gives_the_wrappers_metadata(prefix: str) -> None:
+    """Each entry under the prefix, the root's under the wrapper's attribute name; the input keeps its own."""
+    bare = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    state = bare.state_dict()
+    before = _metadata(state)
+    added = fixes.add_prefix(state, prefix)
+    name = prefix[:-1]
+    assert list(added) == [prefix + k for k in state]
+    assert _metadata(added) == [(name, before[0][1]), (f"{name}.0", before[1][1]), (f"{name}.1", before[2][1])]
+    assert _metadata(state) == before and added._metadata[name] is not state._metadata[""]
+    plain = fixes.add_prefix(dict(state), prefix)
+    assert list(plain) == list(added) and not hasattr(plain, "_metadata")
+
+
+class _DropsABias(nn.Module):
+    """Loads everything but ``fc.bias``, so that a strict load raises although the plan is clean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(10, 2)
+        self.register_buffer("scale", torch.ones(2), persistent=False)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, **kwargs: Any) -> Any:
+        state = collections.OrderedDict((k, v) for k, v in state_dict.items() if k != "fc.bias")
+        return super().load_state_dict(state, strict=strict, **kwargs)
+
+
+def test_a_prefix_fix_that_still_fails_a_strict_load_fails() -> None:
+    scenario = Scenario("toy_prefix", "-", ("toy",), lambda case: _DropsABias(), fix="prefix")
+    source = fixes.add_prefix(_simple_state(), "module.")
+    outcome = partial_run.run_scenario(scenario, source, _simple_case())
+    assert outcome == partial_run.Outcome("fail", (
+        "after strip 'module.' from every key strict=True raised: Error(s) in loading state_dict for _DropsABias: "
+        "Missing key(s) in state_dict: \"fc.bias\". | plan: 0 loaded, 2 missing (fc.weight, fc.bias), 2 unexpected "
+        "(module.fc.weight, module.fc.bias) | fix: prefix"))
+
+
+def test_a_prefix_fix_leaves_keys_without_the_prefix_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stripping renames only the keys that carry the prefix; the values are checked under those names."""
+    holder = nn.Module()
+    holder.fc = nn.Linear(10, 2)
+    holder.register_buffer("count", torch.zeros(1))
+    source = fixes.add_prefix(holder.state_dict(), "module.")
+    source["count"] = source.pop("module.count")
+    monkeypatch.setattr(fixes, "detect_prefix", lambda state, model: fixes.PrefixFix("strip", "module."))
+    scenario = Scenario("toy_prefix", "-", ("toy",), lambda case: copy.deepcopy(holder), fix="prefix")
+    outcome = partial_run.run_scenario(scenario, source, _simple_case())
+    assert outcome.status == "pass", outcome
+    assert "fix detected: strip 'module.' from every key → strict=True loads, values bit-identical" in outcome.detail
+
+
+def test_a_drop_mismatched_that_drops_more_is_caught_by_the_missing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fixes.drop_mismatched
+
+    def drops_one_more(state, model):  # type: ignore[no-untyped-def]
+        kept, dropped = real(state, model)
+        kept.pop("features.bias")
+        return kept, dropped
+
+    monkeypatch.setattr(fixes, "drop_mismatched", drops_one_more)
+    scenario = Scenario("toy_head", "-", ("toy",), _new_head, fix="drop_mismatched")
+    outcome = partial_run.run_scenario(scenario, Classifier().state_dict(), _toy_case())
+    assert outcome.status == "fail", outcome
+    assert outcome.detail.startswith("missing_keys after drop_mismatched differ from the plan: reported but not "
+                                     "planned features.bias; planned but not reported - | plan: ")
+
+
+def _meta(target: Any = WithScale) -> Scenario:
+    return Scenario("toy_meta", "-", ("toy",), lambda case: target(), assign=True)
+
+
+@_ASSIGN
+def test_meta_assign_with_nothing_left_on_meta_says_so() -> None:
+    outcome = partial_run.run_scenario(_meta(Classifier), Classifier().state_dict(), _toy_case())
+    assert outcome == partial_run.Outcome("pass", "assign=True into a meta model: 6 tensors assigned without a copy; "
+                                                  "nothing left on meta" + _WRITES)
+
+
+@_ASSIGN
+def test_meta_assign_names_everything_it_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(partial_run, "metadata_written_by_assign", lambda factory, state: ["first", "second"])
+    outcome = partial_run.run_scenario(_meta(Classifier), Classifier().state_dict(), _toy_case())
+    assert outcome.detail.endswith("; nothing left on meta; it writes first, second into the given state_dict's "
+                                   "_metadata"), outcome
+
+
+@_ASSIGN
+def test_meta_assign_that_raises_on_a_clean_plan_fails() -> None:
+    """A clean plan loads strictly: a load that then misses a key raises, and the message says so."""
+    outcome = partial_run.run_scenario(_meta(_DropsABias), _simple_state(), _simple_case())
+    assert outcome == partial_run.Outcome("fail", (
+        "assign=True raised: Error(s) in loading state_dict for _DropsABias: Missing key(s) in state_dict: "
+        "\"fc.bias\". | plan: 2 loaded | fix: none needed"))
+
+
+@_ASSIGN
+def test_meta_assign_holds_the_unexpected_keys_to_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = partial_run._load
+
+    def hides_unexpected(target, state, strict, assign=False):  # type: ignore[no-untyped-def]
+        error, result = real(target, state, strict, assign)
+        if result is not None:
+            result.unexpected_keys.clear()
+        return error, result
+
+    monkeypatch.setattr(partial_run, "_load", hides_unexpected)
+    source = WithScale().state_dict()
+    source["ghost"] = torch.zeros(1)
+    outcome = partial_run.run_scenario(_meta(), source, _toy_case())
+    assert outcome == partial_run.Outcome("fail", "assign=True unexpected_keys differ from the plan: reported but not "
+                                                  "planned -; planned but not reported ghost | plan: 2 loaded, "
+                                                  "1 unexpected (ghost) | fix: none needed")
+
+
+@_ASSIGN
+def test_meta_assign_that_loses_requires_grad_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = partial_run._load
+
+    def freezes(target, state, strict, assign=False):  # type: ignore[no-untyped-def]
+        error, result = real(target, state, strict, assign)
+        target.fc.weight.requires_grad_(False)
+        return error, result
+
+    monkeypatch.setattr(partial_run, "_load", freezes)
+    outcome = partial_run.run_scenario(_meta(), WithScale().state_dict(), _toy_case())
+    assert outcome == partial_run.Outcome("fail", "assign=True changed requires_grad of fc.weight | plan: 2 loaded | "
+                                                  "fix: none needed")
+
+
+@_ASSIGN
+@pytest.mark.parametrize("target, planned, words", [
+    (WithScale, [], "left on meta: scale; planned (non-persistent buffers, missing keys): nothing"),
+    (Classifier, ["ghost"], "left on meta: nothing; planned (non-persistent buffers, missing keys): ghost"),
+])
+def test_meta_assign_holds_what_is_left_on_meta_to_the_plan(monkeypatch: pytest.MonkeyPatch, target: type,
+                                                            planned: list, words: str) -> None:
+    monkeypatch.setattr(partial_run, "non_persistent_buffers", lambda model: planned)
+    outcome = partial_run.run_scenario(_meta(target), target().state_dict(), _toy_case())
+    assert outcome.status == "fail" and outcome.detail.startswith(words + " | plan: "), outcome
+
+
+class _SharedChildren(nn.Module):
+    """The same Linear and BatchNorm under two names each: every parameter and buffer has two keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.fc_again = self.fc
+        self.norm = nn.BatchNorm1d(2)
+        self.norm_again = self.norm
+
+
+@_ASSIGN
+def test_meta_assign_accounts_for_shared_parameters_and_buffers_under_each_name() -> None:
+    outcome = partial_run.run_scenario(_meta(_SharedChildren), _SharedChildren().state_dict(), _toy_case())
+    assert outcome == partial_run.Outcome("pass", "assign=True into a meta model: 14 tensors assigned without a copy; "
+                                                  "nothing left on meta" + _WRITES)
