@@ -33,7 +33,7 @@ from harness import env as envmod
 from harness.case import CASES, prepare
 from harness.checks import CHECKS, Check, Context, Outcome, optimizer_device, ordered
 from harness.checks import _devices as map_location_check
-from harness.checks._compare import max_abs_difference
+from harness.checks._compare import _short, max_abs_difference
 from harness.checks._resume import has_dropout, restore, training_state
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
@@ -1056,3 +1056,13 @@ def test_gpu_resume_with_a_step_off_the_cpu_fails(gpu_resume: tuple[Context, lis
     assert optimizer_device.resume_on_cuda(ctx) == (
         "map_location='cuda:0' then optimizer.load_state_dict put step on ['cuda:0 (1)']", "", True)
     assert asked == CUDA_STEPS[:2]
+
+
+@pytest.mark.parametrize("value, words", [
+    ("x" * 40, "x" * 40),
+    ("x" * 41, "x" * 37 + "..."),
+    ([1, 2], "[1, 2]"),
+    (None, "None"),
+])
+def test_fingerprint_fields_are_shown_up_to_40_characters(value: Any, words: str) -> None:
+    assert _short(value) == words

@@ -254,7 +254,9 @@ def test_strict_true_that_loads_an_unclean_plan_fails(monkeypatch: pytest.Monkey
                         real(target, state, False, assign))
     bigger = Scenario("toy_bigger", "-", ("toy",), lambda case: nn.Sequential(Classifier(), nn.Linear(6, 2)))
     outcome = partial_run.run_scenario(bigger, nn.Sequential(Classifier()).state_dict(), _toy_case())
-    assert outcome.status == "fail" and "strict=True loaded although" in outcome.detail
+    assert outcome == partial_run.Outcome("fail", "strict=True loaded although the plan has missing, unexpected or "
+                                                  "mismatched keys | plan: 6 loaded, 2 missing (1.weight, 1.bias) | "
+                                                  "fix: none needed")
 
 
 @pytest.mark.skipif(bool(compat.load_state_dict_assign() or compat.meta_device_context()),
@@ -417,6 +419,17 @@ def test_transformer_halves_compute_what_the_whole_model_computes(
         memory = whole.encoder(whole.embed(src))
         assert torch.equal(encoder(src), memory)
         assert torch.equal(decoder(tgt, memory), whole(src, tgt))
+
+
+@pytest.mark.parametrize("sizes", [{"layers": 1}, {"vocab": 11, "dim": 8, "heads": 2, "layers": 3}])
+def test_transformer_halves_mirror_seq2seq_at_any_size(sizes: dict[str, int]) -> None:
+    """Each half holds exactly the whole model's keys and shapes of its side, whatever the sizes."""
+    from harness.partial.scenarios.transformer_halves import DecoderHalf, EncoderOnly
+    from harness_cases.transformer import Seq2Seq
+
+    whole = expected.target_shapes(Seq2Seq(**sizes))
+    for half, sides in ((EncoderOnly, ("embed.", "encoder.")), (DecoderHalf, ("embed.", "decoder.", "out."))):
+        assert expected.target_shapes(half(**sizes)) == {k: v for k, v in whole.items() if k.startswith(sides)}
 
 
 class _Wrapping(nn.Module):
@@ -821,3 +834,64 @@ def test_meta_assign_accounts_for_shared_parameters_and_buffers_under_each_name(
     outcome = partial_run.run_scenario(_meta(_SharedChildren), _SharedChildren().state_dict(), _toy_case())
     assert outcome == partial_run.Outcome("pass", "assign=True into a meta model: 14 tensors assigned without a copy; "
                                                   "nothing left on meta" + _WRITES)
+
+
+def test_plan_descriptions_name_three_keys_of_each_kind_and_count_the_rest() -> None:
+    three, four = ("a", "b", "c"), ("w", "x", "y", "z")
+    described = expected.LoadPlan(three, four, {"m": ((1,), (2,))}, ("k",)).describe()
+    assert described == "1 loaded, 3 missing (a, b, c), 4 unexpected (w, x, y, +1), 1 size-mismatched (m)"
+    assert expected.LoadPlan((), (), {}, ()).describe() == "0 loaded"
+
+
+def test_a_clean_load_says_strict_true_loaded() -> None:
+    scenario = Scenario("toy_same", "-", ("toy",), lambda case: Classifier())
+    outcome = partial_run.run_scenario(scenario, Classifier().state_dict(), _toy_case())
+    assert outcome == partial_run.Outcome("pass", "plan: 6 loaded | strict=True loaded | strict=False reported 0 "
+                                                  "missing/0 unexpected as planned, 6 values bit-identical, missing "
+                                                  "ones untouched")
+
+
+class _WithholdsNames(nn.Module):
+    """``count`` one-element parameters p0, p1, …; a strict load raises without naming any key."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        for i in range(count):
+            self.register_parameter(f"p{i}", nn.Parameter(torch.zeros(1)))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, **kwargs: Any) -> Any:
+        if strict:
+            raise RuntimeError("Error(s) in loading state_dict:\n\tnames withheld")
+        return super().load_state_dict(state_dict, strict=False, **kwargs)
+
+
+@pytest.mark.parametrize("count, words", [
+    (0, "strict=True raised on a clean plan: Error(s) in loading state_dict: names withheld | plan: 0 loaded | "
+        "fix: none needed"),
+    (2, 'strict=True error does not name missing "p0", missing "p1", unexpected "fc.weight", unexpected "fc.bias": '
+        "Error(s) in loading state_dict: names withheld | plan: 0 loaded, 2 missing (p0, p1), 2 unexpected "
+        "(fc.weight, fc.bias) | fix: none needed"),
+    (3, 'strict=True error does not name missing "p0", missing "p1", missing "p2", unexpected "fc.weight" (+1): '
+        "Error(s) in loading state_dict: names withheld | plan: 0 loaded, 3 missing (p0, p1, p2), 2 unexpected "
+        "(fc.weight, fc.bias) | fix: none needed"),
+])
+def test_a_strict_error_that_names_no_key_fails_listing_the_first_four(count: int, words: str) -> None:
+    scenario = Scenario("toy_withholds", "-", ("toy",), lambda case: _WithholdsNames(count))
+    source = _simple_state() if count else collections.OrderedDict()
+    assert partial_run.run_scenario(scenario, source, _simple_case()) == partial_run.Outcome("fail", words)
+
+
+def test_a_failure_whose_target_no_longer_builds_says_the_plan_is_unavailable() -> None:
+    built = []
+
+    def builds_once(case: Case) -> nn.Module:
+        if built:
+            raise RuntimeError("built once already")
+        built.append(case.name)
+        return partial_damage.HidesUnexpected()
+
+    outcome = partial_run.run_scenario(Scenario("toy_once", "-", ("toy",), builds_once), _simple_state(),
+                                       _simple_case())
+    assert outcome == partial_run.Outcome("fail", "unexpected_keys differ from the plan: reported but not planned -; "
+                                                  "planned but not reported fc.bias, fc.weight | plan unavailable: "
+                                                  "RuntimeError: built once already")
