@@ -33,7 +33,7 @@ from harness import env as envmod
 from harness.case import CASES, prepare
 from harness.checks import CHECKS, Check, Context, Outcome, optimizer_device, ordered
 from harness.checks import _devices as map_location_check
-from harness.checks._compare import _short, max_abs_difference
+from harness.checks._compare import _short, fingerprint_differences, max_abs_difference
 from harness.checks._resume import has_dropout, restore, training_state
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
@@ -1066,3 +1066,9 @@ def test_gpu_resume_with_a_step_off_the_cpu_fails(gpu_resume: tuple[Context, lis
 ])
 def test_fingerprint_fields_are_shown_up_to_40_characters(value: Any, words: str) -> None:
     assert _short(value) == words
+
+
+@pytest.mark.parametrize("count, words", [(5, "missing k0, k1, k2, k3, k4"), (6, "missing k0, k1, k2, k3, k4 (+1)"),
+                                          (8, "missing k0, k1, k2, k3, k4 (+3)")])
+def test_fingerprint_differences_name_five_tensors_and_count_the_rest(count: int, words: str) -> None:
+    assert fingerprint_differences({f"k{i}": {} for i in range(count)}, {}) == [words]

@@ -895,3 +895,91 @@ def test_a_failure_whose_target_no_longer_builds_says_the_plan_is_unavailable() 
     assert outcome == partial_run.Outcome("fail", "unexpected_keys differ from the plan: reported but not planned -; "
                                                   "planned but not reported fc.bias, fc.weight | plan unavailable: "
                                                   "RuntimeError: built once already")
+
+
+class _TensorExtraState(nn.Module):
+    """Extra state that is a tensor: its shape in the file is no size mismatch (the target's is unknown)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.kept = torch.arange(3.0)
+
+    def get_extra_state(self) -> torch.Tensor:
+        return self.kept
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.kept = state
+
+
+def test_plan_loads_extra_state_of_any_kind() -> None:
+    for model in (_TensorExtraState(), WithExtras()):
+        plan = expected.plan(model.state_dict(), model)
+        assert plan.clean and plan.loaded == tuple(model.state_dict()), plan
+    assert expected.source_shapes(WithExtras().state_dict())["stateful._extra_state"] == ()
+    assert expected.source_shapes(_TensorExtraState().state_dict())["_extra_state"] == (3,)
+
+
+class _IgnoresSizes(nn.Module):
+    """strict=False silently skips size-mismatched keys instead of raising."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(10, 3)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, **kwargs: Any) -> Any:
+        fits = {k: v for k, v in state_dict.items() if k not in self.state_dict() or
+                v.shape == self.state_dict()[k].shape}
+        return super().load_state_dict(fits if not strict else state_dict, strict=strict, **kwargs)
+
+
+class _Refuses(nn.Linear):
+    def load_state_dict(self, state_dict: Any, strict: bool = True, **kwargs: Any) -> Any:
+        raise RuntimeError("Error(s) in loading state_dict:\n\trefused")
+
+
+class _ChangesTheRest(nn.Module):
+    """Loads what the file holds, then changes the layer the file does not hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(10, 2)
+        self.extra = nn.Linear(2, 2)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, **kwargs: Any) -> Any:
+        result = super().load_state_dict(state_dict, strict=strict, **kwargs)
+        with torch.no_grad():
+            self.extra.weight.add_(1.0)
+        return result
+
+
+@pytest.mark.parametrize("target, words", [
+    (_IgnoresSizes, "strict=False loaded although fc.weight, fc.bias differ in shape | plan: 0 loaded, 2 "
+                    "size-mismatched (fc.weight, fc.bias) | fix: none needed"),
+    (partial_damage.GarblesSizeMismatch,
+     "strict=False error does not name size mismatch for fc.weight (2, 10)→(3, 10), size mismatch for fc.bias (2,)→(3,): "
+     "Error(s) in loading state_dict for GarblesSizeMismatch: size mismatch for fc.weight: copying a param with shape "
+     "torch.Size([3, 10]) from checkpoint, the shape in current model is torch.Size([2, 10]). size mismatch for "
+     "fc.bias: copying a param with shape torch.Size([3]) from checkpoint, the shape in current model is "
+     "torch.Size([2]). | plan: 0 loaded, 2 size-mismatched (fc.weight, fc.bias) | fix: none needed"),
+    (lambda: _Refuses(10, 2), "strict=False raised unplanned: Error(s) in loading state_dict: refused | plan: "
+                              "0 loaded, 2 missing (weight, bias), 2 unexpected (fc.weight, fc.bias) | fix: none needed"),
+    (_ChangesTheRest, "keys missing from the checkpoint changed anyway: extra.weight | plan: 2 loaded, 2 missing "
+                      "(extra.weight, extra.bias) | fix: none needed"),
+])
+def test_a_lenient_load_that_departs_from_the_plan_fails_saying_how(target: Any, words: str) -> None:
+    scenario = Scenario("toy_lenient", "-", ("toy",), lambda case: target())
+    assert partial_run.run_scenario(scenario, _simple_state(), _simple_case()) == partial_run.Outcome("fail", words)
+
+
+def test_strict_false_names_only_the_size_mismatches_beside_missing_keys() -> None:
+    """strict=False raises for the size mismatch alone; the keys missing beside it are not in its message."""
+    def bigger_with_new_head(case: Case) -> nn.Module:
+        return nn.Sequential(_new_head(case), nn.Linear(10, 2))
+
+    scenario = Scenario("toy_head_and_more", "-", ("toy",), bigger_with_new_head)
+    outcome = partial_run.run_scenario(scenario, nn.Sequential(Classifier()).state_dict(), _toy_case())
+    assert outcome.status == "pass", outcome
+    assert outcome.detail.startswith("plan: 4 loaded, 2 missing (1.weight, 1.bias), 2 size-mismatched "
+                                     "(0.classifier.2.weight, 0.classifier.2.bias) | strict=True raised naming every "
+                                     "key | strict=False raised as planned: "), outcome
