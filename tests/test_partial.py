@@ -957,13 +957,13 @@ class _ChangesTheRest(nn.Module):
     (_IgnoresSizes, "strict=False loaded although fc.weight, fc.bias differ in shape | plan: 0 loaded, 2 "
                     "size-mismatched (fc.weight, fc.bias) | fix: none needed"),
     (partial_damage.GarblesSizeMismatch,
-     "strict=False error does not name size mismatch for fc.weight (2, 10)→(3, 10), size mismatch for fc.bias (2,)→(3,): "
-     "Error(s) in loading state_dict for GarblesSizeMismatch: size mismatch for fc.weight: copying a param with shape "
-     "torch.Size([3, 10]) from checkpoint, the shape in current model is torch.Size([2, 10]). size mismatch for "
-     "fc.bias: copying a param with shape torch.Size([3]) from checkpoint, the shape in current model is "
-     "torch.Size([2]). | plan: 0 loaded, 2 size-mismatched (fc.weight, fc.bias) | fix: none needed"),
-    (lambda: _Refuses(10, 2), "strict=False raised unplanned: Error(s) in loading state_dict: refused | plan: "
-                              "0 loaded, 2 missing (weight, bias), 2 unexpected (fc.weight, fc.bias) | fix: none needed"),
+     "strict=False error does not name size mismatch for fc.weight (2, 10)→(3, 10), size mismatch for fc.bias "
+     "(2,)→(3,): Error(s) in loading state_dict for GarblesSizeMismatch: size mismatch for fc.weight: copying a "
+     "param with shape torch.Size([3, 10]) from checkpoint, the shape in current model is torch.Size([2, 10]). "
+     "size mismatch for fc.bias: copying a param with shape torch.Size([3]) from checkpoint, the shape in current "
+     "model is torch.Size([2]). | plan: 0 loaded, 2 size-mismatched (fc.weight, fc.bias) | fix: none needed"),
+    (lambda: _Refuses(10, 2), "strict=False raised unplanned: Error(s) in loading state_dict: refused | plan: 0 "
+                              "loaded, 2 missing (weight, bias), 2 unexpected (fc.weight, fc.bias) | fix: none needed"),
     (_ChangesTheRest, "keys missing from the checkpoint changed anyway: extra.weight | plan: 2 loaded, 2 missing "
                       "(extra.weight, extra.bias) | fix: none needed"),
 ])
