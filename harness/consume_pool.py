@@ -67,8 +67,21 @@ def _context() -> Any:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     # torch is imported once, in the server; a server already started keeps its own list
-    context.set_forkserver_preload(["harness.consume", "harness.consume_pool"])
+    context.set_forkserver_preload(["harness.consume", "harness.consume_pool", *preloaded_optional()])
     return context
+
+
+#: optional packages the workers would each import for themselves (torchvision: ~2.4 CPU s, it imports
+#: torch._dynamo), imported once in the server instead where they import here
+OPTIONAL_PRELOAD = ("torchvision",)
+
+
+def preloaded_optional() -> list[str]:
+    """The :data:`OPTIONAL_PRELOAD` packages that import in this process: the server's preload survives an
+    ImportError only, and torchvision beside a mismatched torch raises a RuntimeError."""
+    from harness import compat
+
+    return [name for name in OPTIONAL_PRELOAD if compat.import_optional(name)[0] is not None]
 
 
 def _start(artifacts: list[Any], consumer: dict[str, Any], workdir: str, plugins: list[str]) -> None:

@@ -280,3 +280,15 @@ def test_a_scenario_run_builds_its_target_once_and_keeps_its_verdicts() -> None:
     assert "fix drop_mismatched dropped classifier.2.weight, classifier.2.bias" in outcomes[0].detail
     targets.forget()
     assert partial_run.run_scenario(scenario, source, case) == outcomes[0] and len(built) == 2
+
+
+# -- consume --jobs N: optional packages imported once, in the workers' server ---------------------------
+
+
+def test_optional_packages_are_preloaded_only_where_they_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import compat, consume_pool
+
+    monkeypatch.setattr(compat, "import_optional", lambda name: (object(), None))
+    assert consume_pool.preloaded_optional() == ["torchvision"]
+    monkeypatch.setattr(compat, "import_optional", lambda name: (None, f"{name} does not import here: RuntimeError"))
+    assert consume_pool.preloaded_optional() == []
