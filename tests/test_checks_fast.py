@@ -1072,3 +1072,33 @@ def test_fingerprint_fields_are_shown_up_to_40_characters(value: Any, words: str
                                           (8, "missing k0, k1, k2, k3, k4 (+3)")])
 def test_fingerprint_differences_name_five_tensors_and_count_the_rest(count: int, words: str) -> None:
     assert fingerprint_differences({f"k{i}": {} for i in range(count)}, {}) == [words]
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize("want, got, result", [
+    ({"a": [1.0, 2.0]}, {"a": [1.0, 2.0]}, (0.0, "")),
+    ({"a": [INF, -INF, NAN, 1.0]}, {"a": [INF, -INF, NAN, 1.0]}, (0.0, "")),
+    ({"a": [1.0, 2.0], "b": [0.0]}, {"a": [1.0, 2.25], "b": [-0.5]}, (0.5, "b")),
+    ({"a": [1.0, 2.0], "b": [3.0]}, {"a": [1.0, 2.75], "b": [3.5]}, (0.75, "a")),
+    ({"a": [NAN], "b": [1.0]}, {"a": [1.0], "b": [1.5]}, (INF, "a")),
+    ({"a": [1.0]}, {"a": [NAN]}, (INF, "a")),
+    ({"a": [INF]}, {"a": [1.0]}, (INF, "a")),
+    ({"a": [-INF]}, {"a": [INF]}, (INF, "a")),
+    ({"e": [], "b": [1.0]}, {"e": [], "b": [1.25]}, (0.25, "b")),
+    ({"i": torch.tensor([3, -2])}, {"i": torch.tensor([3, 5])}, (7.0, "i")),
+    ({"c": torch.tensor([1 + 1j])}, {"c": torch.tensor([1 + 4j])}, (3.0, "c")),
+])
+def test_max_abs_difference_over_matching_tensors(want: dict, got: dict, result: tuple[float, str]) -> None:
+    """The worst absolute difference and where; equal values (infinities too) and NaN against NaN are none."""
+    as_tensors = [{k: v if isinstance(v, torch.Tensor) else torch.tensor(v) for k, v in d.items()} for d in (want, got)]
+    assert max_abs_difference(*as_tensors) == result
+
+
+@pytest.mark.parametrize("got, words", [
+    (torch.zeros(3), "a: (2,)/torch.float32 vs (3,)/torch.float32"),
+    (torch.zeros(2, dtype=torch.float64), "a: (2,)/torch.float32 vs (2,)/torch.float64"),
+])
+def test_max_abs_difference_of_another_shape_or_dtype_is_infinite(got: torch.Tensor, words: str) -> None:
+    assert max_abs_difference({"a": torch.zeros(2)}, {"a": got}) == (INF, words)

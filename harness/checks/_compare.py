@@ -44,9 +44,11 @@ def max_abs_difference(expected: Mapping[str, torch.Tensor], actual: Mapping[str
         if want.numel() == 0:
             continue
         if want.is_floating_point() or want.is_complex():
-            both_nan = torch.isnan(want) & torch.isnan(got)
-            diff = torch.where(both_nan, torch.zeros_like(want), want - got).abs()
-            diff = torch.nan_to_num(diff.double(), nan=float("inf"))
+            # equal values (equal infinities too: inf - inf is NaN) and NaN against NaN are no difference;
+            # NaN against a number, or an infinity against anything else, is infinitely far
+            same = (want == got) | (torch.isnan(want) & torch.isnan(got))
+            diff = torch.where(same, torch.zeros_like(want), want - got).abs().double()
+            diff = torch.nan_to_num(diff, nan=float("inf"), posinf=float("inf"))
         else:
             diff = (want.long() - got.long()).abs().double()
         value = float(diff.max())
