@@ -881,6 +881,13 @@ def test_a_strict_error_that_names_no_key_fails_listing_the_first_four(count: in
     assert partial_run.run_scenario(scenario, source, _simple_case()) == partial_run.Outcome("fail", words)
 
 
+class _NotKept(partial_damage.HidesUnexpected):
+    """A module that takes extra state: harness.partial.targets builds it anew for every use."""
+
+    def set_extra_state(self, state: Any) -> None:
+        self.extra = state
+
+
 def test_a_failure_whose_target_no_longer_builds_says_the_plan_is_unavailable() -> None:
     built = []
 
@@ -888,12 +895,12 @@ def test_a_failure_whose_target_no_longer_builds_says_the_plan_is_unavailable() 
         if built:
             raise RuntimeError("built once already")
         built.append(case.name)
-        return partial_damage.HidesUnexpected()
+        return _NotKept()
 
     outcome = partial_run.run_scenario(Scenario("toy_once", "-", ("toy",), builds_once), _simple_state(),
                                        _simple_case())
-    assert outcome == partial_run.Outcome("fail", "unexpected_keys differ from the plan: reported but not planned -; "
-                                                  "planned but not reported fc.bias, fc.weight | plan unavailable: "
+    assert outcome == partial_run.Outcome("fail", "missing_keys differ from the plan: reported but not planned "
+                                                  "_extra_state; planned but not reported - | plan unavailable: "
                                                   "RuntimeError: built once already")
 
 
