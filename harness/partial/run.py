@@ -40,7 +40,7 @@ def run_scenario(scenario: Scenario, source: Mapping[str, Any], case: Case) -> O
 def _plan_and_fix(scenario: Scenario, source: Mapping[str, Any], case: Case) -> str:
     """The plan and the fix of a scenario, for a failure's message: a failing check still says what to do."""
     try:
-        expected = plan(source, targets.fresh(scenario, case))
+        expected = plan(source, scenario.build_target(case))
     except Exception as exc:  # the target does not even build: say so instead of the plan
         return f"plan unavailable: {type(exc).__name__}: {exc}"
     return f"plan: {expected.describe()} | fix: {scenario.fix or 'none needed'}"
