@@ -1,7 +1,7 @@
 """Partial-load targets built once and handed out again with the values they were built with.
 
 A plain scenario loads into a fresh target three times per artifact (``strict=False``, ``strict=True``,
-the fix; a failure's message plans on a fourth). Building vgg16's target deep-copies the case's 553 MB
+the fix; a failure's message builds a fourth to plan on, anew). Building vgg16's target deep-copies the case's 553 MB
 template each time (~0.6 CPU s, most of it page faults on new memory); copying the built values back
 into the same tensors costs a fraction of that (a vgg16 scenario run on the 2-core machine under load:
 ~2.1–2.5 CPU s with a build per use, ~0.8 with the target kept). :func:`fresh` keeps the last
