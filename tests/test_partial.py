@@ -525,9 +525,10 @@ def test_vgg16_added_linear_only_adds_missing_keys() -> None:
 
 @pytest.mark.parametrize("scenario", ["vgg16_new_head", "vgg16_added_linear"])
 def test_vgg16_scenarios_need_a_sequential_classifier(scenario: str) -> None:
-    with pytest.raises(AssertionError) as raised:
+    # from its start only: pytest rewrites the harness's asserts where harness is installed (an editable
+    # install's egg-info beside it), and that appends the compared expression to the message
+    with pytest.raises(AssertionError, match=r"^torchvision's VGG keeps its head in a Sequential"):
         _registered(scenario).build_target(_vgg_like_case(_NotSequential))
-    assert str(raised.value) == "torchvision's VGG keeps its head in a Sequential"
 
 
 def _wrapped_state(prefix: str) -> collections.OrderedDict[str, torch.Tensor]:
