@@ -25,6 +25,18 @@ def results(folder: Path) -> dict[str, int | None]:
     return found
 
 
+def merged(folders: list[Path]) -> dict[str, int | None]:
+    """The results of several runs, in order: a later run's result replaces an earlier one's for the
+    mutants it ran (a re-run of the survivors after new tests); a mutant it did not run keeps its earlier
+    result."""
+    found: dict[str, int | None] = {}
+    for folder in folders:
+        for name, code in results(folder).items():
+            if code not in NOT_RUN or name not in found:
+                found[name] = code
+    return found
+
+
 def explained(path: Path) -> dict[str, str]:
     """``{mutant name: reason}`` from the equivalents file; a line without a reason is an error."""
     found = {}
@@ -41,11 +53,12 @@ def explained(path: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", type=Path, default=Path("mutants"))
+    parser.add_argument("--mutants", type=Path, action="append", default=None,
+                        help="mutmut's folder (default mutants/); repeat it to merge runs, later ones winning")
     parser.add_argument("--equivalent", type=Path, default=Path("tests/mutants-equivalent.txt"))
     parser.add_argument("--min-score", type=float, default=90.0)
     args = parser.parse_args(argv)
-    codes = {name: code for name, code in results(args.mutants).items() if code not in NOT_RUN}
+    codes = {name: code for name, code in merged(args.mutants or [Path("mutants")]).items() if code not in NOT_RUN}
     if not codes:
         print("mutants_gate: error: no mutant was run (run `mutmut run` first)", file=sys.stderr)
         return 2
