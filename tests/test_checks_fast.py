@@ -1102,3 +1102,39 @@ def test_max_abs_difference_over_matching_tensors(want: dict, got: dict, result:
 ])
 def test_max_abs_difference_of_another_shape_or_dtype_is_infinite(got: torch.Tensor, words: str) -> None:
     assert max_abs_difference({"a": torch.zeros(2)}, {"a": got}) == (INF, words)
+
+
+class _Watching:
+    """A format wrapper that records each retag's target and location and each open's path and map_location."""
+
+    def __init__(self, fmt: Format) -> None:
+        self._fmt, self.retagged, self.opened = fmt, [], []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+    def retag(self, source: Path, target: Path, location: str) -> list[cuda_tags.StorageRecord]:
+        self.retagged.append((target, location))
+        return self._fmt.retag(source, target, location)
+
+    def open(self, path: Path, request: LoadRequest) -> Any:
+        self.opened.append((path, request.map_location))
+        return self._fmt.open(path, request)
+
+
+def test_optimizer_device_maps_its_cuda_tagged_copy_made_in_the_work_folder(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    watching = _Watching(ctx.fmt)
+    assert run("optimizer_device", dataclasses.replace(ctx, fmt=watching)).status == "pass"
+    ((copy_path, location),) = watching.retagged
+    assert location == "cuda:0" and copy_path.parent.parent == ctx.workdir, watching.retagged
+    assert copy_path.parent.name.startswith("cuda-tags-") and not copy_path.parent.exists()
+    assert watching.opened[0] == (copy_path, "cpu")
+
+
+def test_optimizer_device_names_every_device_a_step_landed_on(manifest: dict, workdir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optimizer_device, "steps_off_cpu", lambda optimizers: ["cuda:0", "cuda:1"])
+    outcome = run("optimizer_device", context(manifest, "tied", "training_checkpoint", workdir))
+    assert outcome == Outcome("fail", "after map_location='cpu' and optimizer.load_state_dict, step is not a CPU "
+                                      "tensor: cuda:0, cuda:1")

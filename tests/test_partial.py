@@ -991,3 +991,9 @@ def test_strict_false_names_only_the_size_mismatches_beside_missing_keys() -> No
     assert outcome.detail.startswith("plan: 4 loaded, 2 missing (1.weight, 1.bias), 2 size-mismatched "
                                      "(0.classifier.2.weight, 0.classifier.2.bias) | strict=True raised naming every "
                                      "key | strict=False raised as planned: "), outcome
+
+
+def test_a_scenario_names_the_fixes_it_may_have() -> None:
+    with pytest.raises(ValueError) as raised:
+        Scenario("toy_fix", "-", ("toy",), _new_head, fix="rename")
+    assert str(raised.value) == "scenario toy_fix: fix must be one of ('drop_mismatched', 'prefix') or None"
