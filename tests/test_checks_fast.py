@@ -1138,3 +1138,95 @@ def test_optimizer_device_names_every_device_a_step_landed_on(manifest: dict, wo
     outcome = run("optimizer_device", context(manifest, "tied", "training_checkpoint", workdir))
     assert outcome == Outcome("fail", "after map_location='cpu' and optimizer.load_state_dict, step is not a CPU "
                                       "tensor: cuda:0, cuda:1")
+
+
+# -- cuda_tagged: the copies, the default load and the wording -------------------------------------------
+
+
+def test_cuda_tagged_pass_says_what_it_proved(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    storages = len(ctx.fmt.storage_locations(ctx.artifact))
+    labels = [label for label in _cpu_labels() if "cuda:0'" not in label or label == "{'cuda:0': 'cpu'}"]
+    devices = "cpu/meta" if "'meta'" in labels else "cpu"
+    assert run("cuda_tagged", ctx) == Outcome("pass", (
+        f"{storages} storages retagged cuda:0 and read back; default load raised the CUDA-deserialize error; "
+        f"{len(labels) * 3} loads ({', '.join(labels)}) bit-identical onto {devices}; cuda:1 copy: "
+        "{'cuda:1': 'cpu'} loads bit-identical, {'cuda:0': 'cpu'} does not match, {'cuda:1': 'cuda:0'} reached the "
+        "deserializer as cuda:0 and raised the CUDA error"))
+
+
+def test_cuda_tagged_loads_its_copies_made_in_the_work_folder(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    watching = _Watching(ctx.fmt)
+    assert run("cuda_tagged", dataclasses.replace(ctx, fmt=watching)).status == "pass"
+    (first, location), (second, other) = watching.retagged
+    assert (location, other) == ("cuda:0", "cuda:1") and first.parent == second.parent
+    assert first.parent.parent == ctx.workdir and first.parent.name.startswith("cuda-tags-")
+    assert not first.parent.exists()
+    assert {path for path, _ in watching.opened} == {first, second}
+
+
+class _DefaultLoad:
+    """A format whose load without a map_location (the default load) does something else."""
+
+    def __init__(self, fmt: Format, default: Any) -> None:
+        self._fmt, self._default = fmt, default
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+    def open(self, path: Path, request: LoadRequest) -> Any:
+        if request.map_location is None:
+            if isinstance(self._default, Exception):
+                raise self._default
+            request = dataclasses.replace(request, map_location=self._default)
+        return self._fmt.open(path, request)
+
+
+def test_cuda_tagged_default_load_that_succeeds_without_cuda_fails(manifest: dict, workdir: Path) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    outcome = run("cuda_tagged", dataclasses.replace(ctx, fmt=_DefaultLoad(ctx.fmt, "cpu")))
+    assert outcome == Outcome("fail", "default load of the cuda:0 copy succeeded without CUDA (expected PyTorch's "
+                                      "CUDA error)")
+
+
+def test_cuda_tagged_counts_every_problem_beyond_the_first_three(manifest: dict, workdir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default load's problem comes first, then each damaged load of the cuda:0 copy."""
+    monkeypatch.setattr(map_location_check, "forms", lambda: [_damaging_form(), _damaging_form()])
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    outcome = run("cuda_tagged", dataclasses.replace(ctx, fmt=_DefaultLoad(ctx.fmt, ValueError("z" * 300))))
+    assert outcome.status == "fail", outcome
+    assert outcome.detail.startswith(f"default load raised something else than 'Attempting to deserialize object on a "
+                                     f"CUDA device': ValueError: {'z' * 188}; cuda:0 copy, lambda that flips a bit "
+                                     f"from path: "), outcome
+    assert outcome.detail.count("; cuda:0 copy, lambda that flips a bit from ") == 2
+    assert outcome.detail.endswith(" (+4 more)"), outcome
+
+
+@pytest.mark.parametrize("default, first", [
+    (None, "default load of the cuda:0 copy on a GPU raised {error}; "),
+    ("cpu", "default load: {names} on cpu, not cuda:0; "),
+])
+def test_cuda_tagged_default_load_on_a_gpu_must_land_on_cuda_0(manifest: dict, workdir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, default: Any,
+                                                              first: str) -> None:
+    """With a GPU (said to be there), the default load must put every tensor on cuda:0: here it raises
+    PyTorch's CUDA error (cut to 200 characters), or a format that maps it lands on the CPU."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    expected_error = ""
+    try:
+        ctx.fmt.open(_devices_copy(ctx, workdir), LoadRequest(ctx.load_mode, None, "path", ctx.case, trusted=True))
+    except Exception as exc:
+        expected_error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
+    names = sorted(ctx.entry["fingerprint"]["tensors"])
+    monkeypatch.setattr(compat, "cuda_device_count", lambda: 1)
+    fmt = _DefaultLoad(ctx.fmt, default) if default else ctx.fmt
+    outcome = run("cuda_tagged", dataclasses.replace(ctx, fmt=fmt))
+    assert outcome.status == "fail", outcome
+    words = first.format(error=expected_error, names=f"{', '.join(names[:3])} (+{len(names) - 3})")
+    assert len(expected_error) == 200 and outcome.detail.startswith(words), outcome
+
+
+def _devices_copy(ctx: Context, folder: Path) -> Path:
+    return map_location_check.tagged_copy(ctx, folder, "cuda:0").path
