@@ -33,7 +33,7 @@ from harness import env as envmod
 from harness.case import CASES, prepare
 from harness.checks import CHECKS, Check, Context, Outcome, optimizer_device, ordered
 from harness.checks import _devices as map_location_check
-from harness.checks._compare import _short, fingerprint_differences, max_abs_difference
+from harness.checks._compare import _short, fingerprint_differences, max_abs_difference, summarize
 from harness.checks._resume import has_dropout, restore, training_state
 from harness.checks.sharing import allowed_bytes
 from harness.consume import _run_check
@@ -1230,3 +1230,65 @@ def test_cuda_tagged_default_load_on_a_gpu_must_land_on_cuda_0(manifest: dict, w
 
 def _devices_copy(ctx: Context, folder: Path) -> Path:
     return map_location_check.tagged_copy(ctx, folder, "cuda:0").path
+
+
+class _RemapsTheCuda1Copy:
+    """A format that loads its cuda:1 copy with another map_location (or raises) where ``table`` says so."""
+
+    def __init__(self, fmt: Format, table: dict[str, Any]) -> None:
+        self._fmt, self._table = fmt, table
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fmt, name)
+
+    def open(self, path: Path, request: LoadRequest) -> Any:
+        instead = self._table.get(repr(request.map_location)) if path.name.startswith("cuda_1.") else None
+        if isinstance(instead, Exception):
+            raise instead
+        if instead is not None:
+            request = dataclasses.replace(request, map_location=instead)
+        return self._fmt.open(path, request)
+
+
+@pytest.mark.parametrize("table, detail", [
+    ({"{'cuda:1': 'cpu'}": ValueError("no\n  way")}, "{'cuda:1': 'cpu'} on the cuda:1 copy raised ValueError: no way"),
+    ({"{'cuda:1': 'cpu'}": {"cuda:1": "meta"}}, "{'cuda:1': 'cpu'}: {names} on meta, not cpu"),
+    ({"{'cuda:0': 'cpu'}": "cpu"}, "{'cuda:0': 'cpu'} must not match a cuda:1 tag; got a CPU load"),
+    ({"{'cuda:1': 'cuda:0'}": "cpu"}, "{'cuda:1': 'cuda:0'} reached the deserializers as {seen}; {'cuda:1': 'cuda:0'} "
+                                      "without CUDA: expected PyTorch's CUDA error, got a successful load"),
+])
+def test_cuda_tagged_remap_problems_are_named(manifest: dict, workdir: Path, table: dict, detail: str) -> None:
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    names = sorted(ctx.entry["fingerprint"]["tensors"])
+    words = re.escape(detail.replace("{names}", f"{', '.join(names[:3])} (+{len(names) - 3})")).replace(
+        re.escape("{seen}"), r"\['cpu'(, 'cpu')*\]")
+    outcome = run("cuda_tagged", dataclasses.replace(ctx, fmt=_RemapsTheCuda1Copy(ctx.fmt, table)))
+    assert outcome.status == "fail" and re.fullmatch(words, outcome.detail), outcome
+
+
+@pytest.mark.parametrize("table", [{}, {"{'cuda:1': 'cuda:0'}": "cpu"}])
+def test_cuda_tagged_remap_on_a_gpu_must_land_on_cuda_0(manifest: dict, workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       table: dict) -> None:
+    """With one GPU (said to be there), {'cuda:1': 'cuda:0'} must load onto cuda:0 and {'cuda:0': 'cpu'} must
+    raise PyTorch's no-such-device error; here the first raises the CUDA error (cut to 200 characters) or,
+    remapped by the format, lands on the CPU."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    ctx = dataclasses.replace(ctx, fmt=_RemapsTheCuda1Copy(ctx.fmt, table))
+    second = map_location_check.tagged_copy(ctx, workdir, "cuda:1")
+    raised = map_location_check.attempt(ctx, second.path, {"cuda:1": "cuda:0"}).error or ""
+    unmatched = map_location_check.attempt(ctx, second.path, {"cuda:0": "cpu"}).error
+    names = sorted(ctx.entry["fingerprint"]["tensors"])
+    monkeypatch.setattr(compat, "cuda_device_count", lambda: 1)
+    words, problems = CHECKS.get("cuda_tagged")._remap(ctx, second)
+    assert words.endswith("{'cuda:1': 'cuda:0'} reached the deserializer as cuda:0 and landed on cuda:0"), words
+    first = (f"{{'cuda:1': 'cuda:0'}}: {', '.join(names[:3])} (+{len(names) - 3}) on cpu, not cuda:0" if table else
+             f"{{'cuda:1': 'cuda:0'}} raised on a GPU: {raised[:200]}")
+    assert len(raised) > 200 or table
+    assert problems[-2:] == [first, f"cuda:1 copy on a 1-GPU machine: expected 'torch.cuda.device_count() is', got "
+                                    f"{unmatched}"]
+
+
+@pytest.mark.parametrize("count, more", [(4, ""), (5, " (+1 more)"), (7, " (+3 more)")])
+def test_summaries_show_four_problems_and_count_the_rest(count: int, more: str) -> None:
+    problems = [f"p{i}" for i in range(count)]
+    assert summarize(problems, 9) == f"{count} problem(s) over 9 tensors: p0; p1; p2; p3{more}"
