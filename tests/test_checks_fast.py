@@ -510,7 +510,7 @@ def test_map_location_counts_a_raising_load_once(manifest: dict, workdir: Path,
     outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
     assert outcome.status == "fail"
     assert outcome.detail.startswith("3 problem(s) over 6 loads: a refusing callable from path raised "), outcome
-    assert "no thanks" in outcome.detail
+    assert "a refusing callable from path raised ValueError: no thanks" in outcome.detail
 
 
 def test_optimizer_device_without_tensor_steps_skips(manifest: dict, workdir: Path) -> None:
@@ -1292,3 +1292,24 @@ def test_cuda_tagged_remap_on_a_gpu_must_land_on_cuda_0(manifest: dict, workdir:
 def test_summaries_show_four_problems_and_count_the_rest(count: int, more: str) -> None:
     problems = [f"p{i}" for i in range(count)]
     assert summarize(problems, 9) == f"{count} problem(s) over 9 tensors: p0; p1; p2; p3{more}"
+
+
+@pytest.mark.parametrize("device, problems", [
+    ("cpu", ["embed.weight: dtype torch.float32 != torch.float64", "embed.weight: values differ",
+             "hidden.bias: shape [16] != [15]", "hidden.bias: values differ",
+             "hidden.weight: stride [16, 1] != [1, 16]", "hidden.weight: values differ"]),
+    ("meta", ["embed.weight: dtype torch.float32 != torch.float64", "hidden.bias: shape [16] != [15]",
+              "hidden.weight: stride [16, 1] != [1, 16]"]),
+])
+def test_device_differences_name_dtype_shape_and_stride(manifest: dict, workdir: Path, device: str,
+                                                        problems: list[str]) -> None:
+    """On the CPU the values are compared too; on the meta device (no values) only the layout."""
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    loaded = dict(ctx.load(device))
+    loaded["embed.weight"] = loaded["embed.weight"].double()
+    loaded["hidden.weight"] = loaded["hidden.weight"].t()
+    loaded["hidden.bias"] = loaded["hidden.bias"][:-1]
+    assert map_location_check.differences(ctx, loaded, device) == problems
+    loaded = dict(ctx.load("cpu"))
+    loaded["hidden.bias"] = loaded["hidden.bias"].to("meta")
+    assert map_location_check.differences(ctx, loaded, "cpu") == ["hidden.bias on meta, not cpu"]
