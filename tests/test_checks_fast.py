@@ -1313,3 +1313,11 @@ def test_device_differences_name_dtype_shape_and_stride(manifest: dict, workdir:
     loaded = dict(ctx.load("cpu"))
     loaded["hidden.bias"] = loaded["hidden.bias"].to("meta")
     assert map_location_check.differences(ctx, loaded, "cpu") == ["hidden.bias on meta, not cpu"]
+
+
+def test_map_location_forms_say_which_kind_of_value_they_pass() -> None:
+    """A format's loader is given only the kinds it takes (Capabilities.map_locations): each form's kind."""
+    found = [(f.label, f.kind, f.device) for f in map_location_check.forms()]
+    assert found[:4] == [("'cpu'", "str", "cpu"), ("torch.device('cpu')", "device", "cpu"),
+                         ("{'cuda:0': 'cpu'}", "dict", "cpu"), ("lambda storage, loc: storage", "callable", "cpu")]
+    assert [type(f.value()).__name__ for f in map_location_check.forms()[:4]] == ["str", "device", "dict", "function"]
