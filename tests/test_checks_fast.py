@@ -1321,3 +1321,8 @@ def test_map_location_forms_say_which_kind_of_value_they_pass() -> None:
     assert found[:4] == [("'cpu'", "str", "cpu"), ("torch.device('cpu')", "device", "cpu"),
                          ("{'cuda:0': 'cpu'}", "dict", "cpu"), ("lambda storage, loc: storage", "callable", "cpu")]
     assert [type(f.value()).__name__ for f in map_location_check.forms()[:4]] == ["str", "device", "dict", "function"]
+
+
+def test_fingerprint_differences_list_missing_and_unexpected_names_first() -> None:
+    found = fingerprint_differences({"a": {"dtype": "x"}, "z": {}}, {"a": {"dtype": "y"}, "b": {}})
+    assert found == ["missing z", "unexpected b", "a: dtype x != y"]
