@@ -1326,3 +1326,12 @@ def test_map_location_forms_say_which_kind_of_value_they_pass() -> None:
 def test_fingerprint_differences_list_missing_and_unexpected_names_first() -> None:
     found = fingerprint_differences({"a": {"dtype": "x"}, "z": {}}, {"a": {"dtype": "y"}, "b": {}})
     assert found == ["missing z", "unexpected b", "a: dtype x != y"]
+
+
+def test_map_location_forms_add_meta_and_on_a_gpu_cuda_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'meta' where the release maps to it; with a GPU (said to be there) 'cuda:0' and {'cpu': 'cuda:0'}."""
+    monkeypatch.setattr(compat, "cuda_device_count", lambda: 1)
+    found = [(f.label, f.value(), f.device, f.kind) for f in map_location_check.forms()[4:]]
+    meta = [("'meta'", "meta", "meta", "meta")] if compat.map_location_meta() is None else []
+    assert found == meta + [("'cuda:0'", "cuda:0", "cuda:0", "str"),
+                            ("{'cpu': 'cuda:0'}", {"cpu": "cuda:0"}, "cuda:0", "dict")]
