@@ -76,8 +76,14 @@ def test_drop_mismatched_reports_and_leaves_the_input_alone() -> None:
     assert dropped == {"1.weight": ((2, 3), (7, 3)), "1.bias": ((2,), (7,))}
     assert list(source) == keys and list(kept) == ["0.weight", "0.bias"]
     assert kept._metadata == source._metadata
+    before = {k: dict(v) for k, v in source._metadata.items()}
     result = target.load_state_dict(kept, strict=False)
     assert sorted(result.missing_keys) == ["1.bias", "1.weight"]
+    with torch.device("meta"):
+        meta_target = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 7))
+    meta_target.load_state_dict(fixes.drop_mismatched(source, meta_target)[0], strict=False, assign=True)
+    assert {k: dict(v) for k, v in source._metadata.items()} == before, \
+        "assign=True writes into the _metadata it is handed: the fix's output must have its own"
 
 
 def test_prefixes_are_detected_stripped_and_added() -> None:

@@ -24,10 +24,12 @@ KNOWN_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _copy(state: Mapping[str, Any], items: list[tuple[str, Any]], metadata: Optional[dict] = None) -> Any:
+    """A new state dict of ``items`` with its own copy of ``_metadata`` (``state``'s unless given): a load
+    with ``assign=True`` writes into the ``_metadata`` it is handed, which must never be the user's."""
     out = collections.OrderedDict(items)
     metadata = getattr(state, "_metadata", None) if metadata is None else metadata
     if metadata is not None:
-        out._metadata = metadata  # type: ignore[attr-defined]
+        out._metadata = collections.OrderedDict((k, dict(v)) for k, v in metadata.items())  # type: ignore[attr-defined]
     return out
 
 
