@@ -388,3 +388,10 @@ def test_max_abs_difference(expected: dict, actual: dict, result: tuple[float, s
 ])
 def test_max_abs_difference_of_another_shape_or_dtype_is_infinite(actual: dict, where: str) -> None:
     assert max_abs_difference({"a": torch.zeros(2)}, actual) == (math.inf, where)
+
+
+def test_missing_and_unexpected_names_come_before_the_tensors_that_differ() -> None:
+    expected = {"a": {"dtype": "float32"}, "gone": {"dtype": "float32"}, "z": {"dtype": "float32", "hash": "1"}}
+    actual = {"a": {"dtype": "float16"}, "new": {"dtype": "float32"}, "z": {"dtype": "float32", "hash": "2"}}
+    assert fingerprint_differences(expected, actual) == [
+        "missing gone", "unexpected new", "a: dtype float32 != float16", "z: values differ"]
