@@ -68,7 +68,8 @@ def create(env: Path, python: str, run: Runner, uv: bool = False) -> bool:
     """Create the virtual environment with ``python`` unless it exists; True when it was created."""
     if interpreter(env).exists():
         return False
-    run(["uv", "venv", "--python", python, str(env)] if uv else [python, "-m", "venv", str(env)])
+    # --seed: pip too, as ``python -m venv`` gives it (the tests build a wheel with the env's pip)
+    run(["uv", "venv", "--seed", "--python", python, str(env)] if uv else [python, "-m", "venv", str(env)])
     return True
 
 

@@ -82,3 +82,9 @@ def test_the_noxfile_builds_release_environments_with_the_same_module() -> None:
     spec.loader.exec_module(noxfile)
     assert Path(noxfile.VENVS.__file__).resolve() == Path(venvs.__file__).resolve()
     assert noxfile.VENVS.STAMP == venvs.STAMP
+
+
+def test_uv_seeds_pip_as_venv_does(tmp_path: Path) -> None:
+    run = Recorder()
+    assert venvs.create(tmp_path / "env", "python3.11", run, uv=True)
+    assert run.commands == [["uv", "venv", "--seed", "--python", "python3.11", str(tmp_path / "env")]]
