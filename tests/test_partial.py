@@ -1003,3 +1003,35 @@ def test_a_scenario_names_the_fixes_it_may_have() -> None:
     with pytest.raises(ValueError) as raised:
         Scenario("toy_fix", "-", ("toy",), _new_head, fix="rename")
     assert str(raised.value) == "scenario toy_fix: fix must be one of ('drop_mismatched', 'prefix') or None"
+
+
+def test_three_stacked_prefixes_keep_their_order() -> None:
+    """The search's running prefix grows outside-in for strips and inside-out for adds: with three mixed
+    prefixes a wrong order would name another (unhelpful) prefix."""
+    bare = nn.Sequential(nn.Linear(2, 2))
+    state = fixes.add_prefix(fixes.add_prefix(fixes.add_prefix(bare.state_dict(), "module."), "_orig_mod."),
+                             "module.")
+    strip = fixes.detect_prefix(state, bare)
+    assert strip == fixes.PrefixFix("strip", "module._orig_mod.module.")
+    assert list(strip.apply(state)) == list(bare.state_dict())
+    outer = nn.Module()
+    outer.module = nn.Module()
+    outer.module._orig_mod = nn.Module()
+    outer.module._orig_mod.module = bare
+    add = fixes.detect_prefix(bare.state_dict(), outer)
+    assert add == fixes.PrefixFix("add", "module._orig_mod.module.")
+    assert list(add.apply(bare.state_dict())) == list(outer.state_dict())
+
+
+def test_a_failing_scenario_still_gives_the_plan_of_a_target_built_from_the_case(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan after a failure is worked out on the scenario's target for this case (not a target built
+    without it): the failure's message still says what would load and what to do."""
+    monkeypatch.setattr(partial_run, "_check_strict", lambda *args: (_ for _ in ()).throw(
+        partial_run.Mismatch("strict=True loaded although the plan has missing, unexpected or mismatched keys")))
+    head = Scenario("toy_head", "-", ("toy",), lambda case: _new_head(case) if case.name == "toy" else None,
+                    fix="drop_mismatched")
+    outcome = partial_run.run_scenario(head, Classifier().state_dict(), _toy_case())
+    assert outcome == partial_run.Outcome("fail", (
+        "strict=True loaded although the plan has missing, unexpected or mismatched keys | plan: 4 loaded, "
+        "2 size-mismatched (classifier.2.weight, classifier.2.bias) | fix: drop_mismatched"))
