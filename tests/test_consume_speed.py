@@ -184,8 +184,21 @@ def _train(model: nn.Module) -> None:
     model.train(not model.training)
 
 
+class _OtherLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -super().forward(x)
+
+
+def _swap_class(model: nn.Module) -> None:
+    model.features.__class__ = _OtherLinear  # same object, same tensors: only its type tells
+
+
+def _rewrap_parameter(model: nn.Module) -> None:
+    model.features.weight = nn.Parameter(model.features.weight.data)  # same storage, a new Parameter object
+
+
 @pytest.mark.parametrize("change", [_replace_layer, _reassign_parameter, _swap_data, _freeze, _set_attribute,
-                                    _add_buffer, _make_persistent, _train])
+                                    _add_buffer, _make_persistent, _train, _swap_class, _rewrap_parameter])
 def test_a_target_changed_beyond_its_values_is_built_again(change: Any) -> None:
     case, scenario = _head_case(), Scenario("toy_new_head", "-", ("toy_head_case",), _new_head)
     reference = _built(scenario, case)
@@ -292,3 +305,11 @@ def test_optional_packages_are_preloaded_only_where_they_import(monkeypatch: pyt
     assert consume_pool.preloaded_optional() == ["torchvision"]
     monkeypatch.setattr(compat, "import_optional", lambda name: (None, f"{name} does not import here: RuntimeError"))
     assert consume_pool.preloaded_optional() == []
+
+
+def test_tensors_yields_each_tensor_once_and_no_empty_slot() -> None:
+    """A bias-less layer leaves a None slot; tied weights are one tensor: restore copies each exactly once."""
+    model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.Linear(3, 3))
+    model[1].weight = model[0].weight
+    found = list(targets.tensors(model))
+    assert [id(t) for t in found] == [id(model[0].weight), id(model[1].bias)]
