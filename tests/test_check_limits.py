@@ -42,21 +42,25 @@ def check(*args: str) -> tuple[int, dict[str, dict]]:
     return done.returncode, {Path(r["path"]).name: r["verdicts"][DEV_RELEASE] for r in reports}
 
 
-def test_the_launcher_kills_a_worker_past_its_deadline(tmp_path: Path) -> None:
+def _stream(tmp_path: Path, source: str, seconds: float) -> tuple[str, object, list[str]]:
+    """Run ``source`` as a worker through the launcher: (its stderr, the budget it ran past, its stdout lines)."""
     script = tmp_path / "worker.py"
-    script.write_text("import sys, time\nprint('loading 1', flush=True)\ntime.sleep(600)\n")
+    script.write_text(source)
     seen: list[str] = []
-    stderr, stopped = launch.stream(Path(sys.executable), script, tmp_path / "request.json", tmp_path, 3.0,
+    stderr, stopped = launch.stream(Path(sys.executable), script, tmp_path / "request.json", tmp_path, seconds,
                                     seen.append)
+    return stderr, stopped, seen
+
+
+def test_the_launcher_kills_a_worker_past_its_deadline(tmp_path: Path) -> None:
+    stderr, stopped, seen = _stream(tmp_path, "import sys, time\nprint('loading 1', flush=True)\ntime.sleep(600)\n",
+                                    3.0)
     assert stopped == 3.0 and seen == ["loading 1\n"]
 
 
 def test_the_launcher_reports_no_deadline_for_a_worker_that_ends(tmp_path: Path) -> None:
-    script = tmp_path / "worker.py"
-    script.write_text("import sys\nprint('progress 1', flush=True)\nsys.stderr.write('done')\n")
-    seen: list[str] = []
-    stderr, stopped = launch.stream(Path(sys.executable), script, tmp_path / "request.json", tmp_path, 60.0,
-                                    seen.append)
+    stderr, stopped, seen = _stream(tmp_path, "import sys\nprint('progress 1', flush=True)\nsys.stderr.write('done')\n",
+                                    60.0)
     assert (stopped, seen, stderr) == (None, ["progress 1\n"], "done")
 
 

@@ -125,11 +125,8 @@ def _stopped(release: str, lines: list[dict[str, Any]], inspections: list[Inspec
                        f"the worker was stopped at its budget of {budget} before loading any file "
                        f"(importing torch or the --import modules)")
             message, status = blocked, "skip"
-        results.append({"loads": {"deadline": {"status": status, "message": message, "warnings": []}},
-                        "map_location": None, "needs_globals": None})
-    for result in results:
-        result["torch"] = environment["torch"]
-    return {**environment, "notes": header.get("notes", [])}, results
+        results.append(_unanswered("deadline", status, message))
+    return _answers(environment, header, results)
 
 
 def _parse(release: str, lines: list[dict[str, Any]], expected: int,
@@ -142,8 +139,19 @@ def _parse(release: str, lines: list[dict[str, Any]], expected: int,
     results = lines[1:]
     crashed = stderr.strip().splitlines()[-1:] or ["no message"]
     for _ in range(expected - len(results)):  # a crash (a segfaulting loader) ends the worker early
-        results.append({"loads": {"default": {"status": "fail", "message": f"the loader crashed: {crashed[0]}",
-                                              "warnings": []}}, "map_location": None, "needs_globals": None})
+        results.append(_unanswered("default", "fail", f"the loader crashed: {crashed[0]}"))
+    return _answers(environment, header, results)
+
+
+def _unanswered(mode: str, status: str, message: str) -> dict[str, Any]:
+    """The result the worker did not write for a file (it crashed or was stopped): one load mode saying why."""
+    return {"loads": {mode: {"status": status, "message": message, "warnings": []}}, "map_location": None,
+            "needs_globals": None}
+
+
+def _answers(environment: dict[str, Any], header: dict[str, Any],
+             results: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The worker's environment (with its notes) and its results, each stamped with the torch it ran in."""
     for result in results:
         result["torch"] = environment["torch"]
     return {**environment, "notes": header.get("notes", [])}, results
