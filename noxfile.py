@@ -106,12 +106,14 @@ ENVS = ROOT / ".nox" / "releases"
 
 
 def _uses_uv() -> bool:
-    """``nox --default-venv-backend uv`` (or ``-db uv``, or NOX_DEFAULT_VENV_BACKEND=uv) installs with uv."""
+    """Build the release environments with uv where it is on PATH, unless nox was told another backend
+    (``-db virtualenv``, ``--default-venv-backend venv``, NOX_DEFAULT_VENV_BACKEND); ``-db uv`` asks for it."""
     argv = sys.argv[: sys.argv.index("--")] if "--" in sys.argv else sys.argv
     flags = {"-db", "--default-venv-backend"}
     chosen = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in flags]
     chosen += [arg.split("=", 1)[1] for arg in argv if arg.startswith("--default-venv-backend=")]
-    return (chosen[-1] if chosen else os.environ.get("NOX_DEFAULT_VENV_BACKEND", "")) == "uv"
+    backend = chosen[-1] if chosen else os.environ.get("NOX_DEFAULT_VENV_BACKEND", "")
+    return backend == "uv" or (not backend and shutil.which("uv") is not None)
 
 
 class ReleaseEnv:

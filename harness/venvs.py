@@ -73,6 +73,38 @@ def create(env: Path, python: str, run: Runner, uv: bool = False) -> bool:
     return True
 
 
+#: pip options that say where packages come from, and uv's flag for each (uv reads no pip configuration)
+_PIP_SOURCES = {"index-url": "--index-url", "extra-index-url": "--extra-index-url", "find-links": "--find-links",
+                "constraint": "--constraint"}
+#: pip's configuration sources, highest precedence first (``pip config list`` names them so)
+_PIP_SCOPES = (":env:", "site", "user", "install", "global")
+
+
+def pip_sources(python: str) -> list[str]:
+    """uv flags for the package sources pip is configured with (``pip config list`` under ``python``):
+    a local wheel folder, extra indexes and constraints that ``pip install`` would use, so uv installs
+    the same builds pip would (without them uv takes PyPI's CUDA torch for a local CPU-only wheel)."""
+    try:
+        listed = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []  # no pip to ask: uv's own defaults
+    chosen: dict[str, tuple[int, str]] = {}
+    for line in listed.stdout.splitlines():
+        key, _, value = line.partition("=")
+        scope, _, option = key.rpartition(".")
+        if option not in _PIP_SOURCES or scope not in _PIP_SCOPES:
+            continue
+        rank = _PIP_SCOPES.index(scope)
+        if option not in chosen or rank < chosen[option][0]:
+            chosen[option] = (rank, value.strip().strip("'\""))
+    flags = [arg for option, (_, value) in sorted(chosen.items()) for item in value.split()
+             for arg in (_PIP_SOURCES[option], item)]
+    if "extra-index-url" in chosen and chosen["extra-index-url"][1].split():
+        # pip picks the best version over every index; uv by default stops at the first index with the name
+        flags += ["--index-strategy", "unsafe-best-match"]
+    return flags
+
+
 def install(env: Path, wanted: Sequence[str], run: Runner, uv: bool = False,
             project: Optional[Path] = None) -> list[str]:
     """Install the requirements of ``wanted`` the stamp does not list yet, in one call; return them.
@@ -88,7 +120,9 @@ def install(env: Path, wanted: Sequence[str], run: Runner, uv: bool = False,
     python = str(interpreter(env))
     # uv writes no bytecode unless asked (pip does); where PYTHONDONTWRITEBYTECODE is set, every harness process
     # would compile torch's rarely imported modules (DCP, onnx, dynamo) from source again
-    uv_install = ["uv", "pip", "install", "--compile-bytecode", "--python", python, *args]
-    run(uv_install if uv else [python, "-m", "pip", "install", *args])
+    if uv:
+        run(["uv", "pip", "install", "--compile-bytecode", "--python", python, *pip_sources(python), *args])
+    else:
+        run([python, "-m", "pip", "install", *args])
     (Path(env) / STAMP).write_text(json.dumps(sorted(have | set(keyed)), indent=1))
     return missing

@@ -3,6 +3,7 @@ and pyproject.toml, tags, and the one release table."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -79,3 +80,36 @@ def test_pyproject_table_selects_releases(tmp_path: Path) -> None:
 @pytest.mark.parametrize("release", ["1.13.1", "2.5.1", "2.6.0"])
 def test_corpus_sessions_exist_for_the_frozen_releases(release: str) -> None:
     assert f"corpus(torch='{release}')" in [s["session"] for s in sessions("-s", "corpus")]
+
+
+@functools.cache
+def _noxfile():
+    """The noxfile as a module, loaded once (loading registers its sessions with nox)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv, backend_env, uv_on_path, expected", [
+    (["nox"], "", True, True),                                   # uv where it is installed
+    (["nox"], "", False, False),                                 # pip where it is not
+    (["nox", "-db", "virtualenv"], "", True, False),            # a backend named on the command line wins
+    (["nox", "--default-venv-backend=venv"], "", True, False),
+    (["nox", "-db", "uv"], "", False, True),
+    (["nox"], "virtualenv", True, False),                        # and so does NOX_DEFAULT_VENV_BACKEND
+    (["nox", "--", "-db", "virtualenv"], "", True, True),        # posargs are the sessions', not nox's
+])
+def test_environments_are_built_with_uv_where_it_is_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              argv: list[str], backend_env: str, uv_on_path: bool,
+                                                              expected: bool) -> None:
+    noxfile = _noxfile()
+    if uv_on_path:
+        (tmp_path / "uv").write_text("#!/bin/sh\n")
+        (tmp_path / "uv").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("NOX_DEFAULT_VENV_BACKEND", backend_env)
+    monkeypatch.setattr(sys, "argv", argv)
+    assert noxfile._uses_uv() is expected

@@ -88,3 +88,45 @@ def test_uv_seeds_pip_as_venv_does(tmp_path: Path) -> None:
     run = Recorder()
     assert venvs.create(tmp_path / "env", "python3.11", run, uv=True)
     assert run.commands == [["uv", "venv", "--seed", "--python", "python3.11", str(tmp_path / "env")]]
+
+
+PIP_CONFIG = """\
+:env:.cert='/etc/ssl/certs/ca-certificates.crt'
+:env:.find-links='/opt/wheels'
+global.constraint='/etc/xdg/pip/constraints.txt'
+global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'
+global.find-links='/elsewhere'
+user.index-url='https://mirror.example/simple'
+"""
+
+
+def _python_printing(tmp_path: Path, text: str) -> str:
+    """A stand-in ``python`` whose ``-m pip config list`` prints ``text``."""
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\ncat <<'END'\n{text}END\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_uv_gets_the_package_sources_pip_is_configured_with(tmp_path: Path) -> None:
+    flags = venvs.pip_sources(_python_printing(tmp_path, PIP_CONFIG))
+    assert flags == ["--constraint", "/etc/xdg/pip/constraints.txt",
+                     "--extra-index-url", "file:///opt/pypi/simple", "--extra-index-url", "file:///opt/pypi-more/simple",
+                     "--find-links", "/opt/wheels",  # the environment variable wins over the config file
+                     "--index-url", "https://mirror.example/simple",
+                     "--index-strategy", "unsafe-best-match"]
+
+
+def test_uv_installs_from_pips_sources(tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    _python_printing(env / "bin", ":env:.find-links='/opt/wheels'\n")
+    run = Recorder()
+    venvs.install(env, ["torch==2.13.0"], run, uv=True)
+    assert run.commands == [["uv", "pip", "install", "--compile-bytecode", "--python", str(env / "bin" / "python"),
+                             "--find-links", "/opt/wheels", "torch==2.13.0"]]
+
+
+def test_uv_keeps_its_defaults_without_pip(tmp_path: Path) -> None:
+    assert venvs.pip_sources(str(tmp_path / "no-python")) == []
+    assert venvs.pip_sources(_python_printing(tmp_path, "global.cert='/x'\n")) == []
