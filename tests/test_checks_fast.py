@@ -870,6 +870,15 @@ def test_partial_checks_run_on_the_saved_state_dict(manifest: dict, workdir: Pat
     assert outcome.status == "pass" and words in outcome.detail, outcome
 
 
+def test_a_check_concerns_every_artifact_unless_it_narrows_that(manifest: dict) -> None:
+    """A check that does not override ``concerns`` writes a record for every artifact: every case and format."""
+    general = [c for c in CHECKS if type(c).concerns is Check.concerns]
+    assert {"tensors", "outputs", "sharing", "resave"} <= {c.name for c in general}
+    pairs = [("simple", "state_dict_zip"), ("tied", "whole_model_zip"), ("batchnorm", "training_checkpoint")]
+    entries = [entry_of(manifest, case, fmt) for case, fmt in pairs]
+    assert all(check.concerns(entry) for check in general for entry in entries)
+
+
 def test_partial_checks_skip_formats_without_one_state_dict(manifest: dict, workdir: Path) -> None:
     outcome = run("partial:bare_into_dataparallel", context(manifest, "simple", "whole_model_zip", workdir))
     assert outcome == Outcome("skip", "whole_model_zip holds no single-model state_dict")

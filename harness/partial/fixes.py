@@ -100,7 +100,7 @@ def strip_prefix(state: Mapping[str, Any], prefix: str) -> Any:
     Uses ``torch.nn.modules.utils.consume_prefix_in_state_dict_if_present`` (on a copy: it works
     in place) where the release has it, so the result is exactly what PyTorch's helper gives.
     """
-    copy = _copy(state, list(state.items()), _copy_metadata(state))
+    copy = _copy(state, list(state.items()))  # its own _metadata: consume_prefix re-keys it in place
     consume = compat.consume_prefix_function()
     if consume is not None:
         consume(copy, prefix)
@@ -126,7 +126,3 @@ def add_prefix(state: Mapping[str, Any], prefix: str) -> Any:
             ((prefix + k if k else prefix.rstrip(".")), dict(v)) for k, v in metadata.items())
     return _copy(state, [(prefix + k, v) for k, v in state.items()], metadata)
 
-
-def _copy_metadata(state: Mapping[str, Any]) -> Optional[dict]:
-    metadata = getattr(state, "_metadata", None)
-    return None if metadata is None else collections.OrderedDict((k, dict(v)) for k, v in metadata.items())
