@@ -67,10 +67,9 @@ def test_tied_case_records_its_sharing_groups(produced: Path) -> None:
     assert groups["table_row"] == groups["table"]
 
 
+@pytest.mark.skipif(compat.import_optional("torchvision")[1] is None,
+                    reason="torchvision imports here; the skip path is not exercised")
 def test_torchvision_cases_skip_with_a_reason_where_it_does_not_import(produced: Path) -> None:
-    _, reason = compat.import_optional("torchvision")
-    if reason is None:
-        pytest.skip("torchvision imports here; the skip path is not exercised")
     manifest = json.loads((only_env(produced) / "manifest.json").read_text())
     for case in ("resnet18", "vgg16"):
         assert manifest["cases"][case]["skip"].startswith("torchvision does not import here")
