@@ -516,7 +516,9 @@ def test_map_location_counts_a_raising_load_once(manifest: dict, workdir: Path,
 def test_optimizer_device_without_tensor_steps_skips(manifest: dict, workdir: Path) -> None:
     """SGD keeps no step: nothing to say about its device, said as a skip (the resume still ran)."""
     outcome = run("optimizer_device", context(manifest, "simple", "training_checkpoint", workdir))
-    assert outcome.status == "skip" and "no tensor step" in outcome.detail and "within" not in outcome.detail
+    assert outcome.status == "skip" and "within" not in outcome.detail
+    assert outcome.detail.startswith("the optimizer state holds no tensor step (SGD, or a release that keeps it a "
+                                     "number): no step device to check; cuda:0-tagged checkpoint mapped to cpu: ")
 
 
 def test_optimizer_device_counts_the_steps(manifest: dict, workdir: Path) -> None:
@@ -1065,6 +1067,41 @@ def test_gpu_resume_with_a_step_off_the_cpu_fails(gpu_resume: tuple[Context, lis
     assert optimizer_device.resume_on_cuda(ctx) == (
         "map_location='cuda:0' then optimizer.load_state_dict put step on ['cuda:0 (1)']", "", True)
     assert asked == CUDA_STEPS[:2]
+
+
+@pytest.mark.parametrize("answer, status, ending", [
+    (("resumed on cuda:0, 0.5 away", "", True), "fail", None),
+    ((None, "the producer stored no next step", False), "skip", "; GPU resume not compared: the producer stored no "
+                                                                 "next step"),
+    ((None, "resumed on cuda:0 within 0 (step stays on cpu)", True), "pass", "; resumed on cuda:0 within 0 (step "
+                                                                              "stays on cpu)"),
+])
+def test_optimizer_device_with_a_gpu_reports_the_gpu_resume(manifest: dict, workdir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, answer: tuple,
+                                                            status: str, ending: str | None) -> None:
+    """With a GPU, run() adds resume_on_cuda's verdict to the CPU one: a problem fails, nothing compared
+    skips with the reason, a comparison appends its note."""
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+    cpu_only = run("optimizer_device", ctx)
+    asked: list[Context] = []
+    monkeypatch.setattr(optimizer_device, "compat", type("OneGpu", (), {"cuda_device_count": staticmethod(lambda: 1)}))
+    monkeypatch.setattr(optimizer_device, "resume_on_cuda", lambda the_ctx: asked.append(the_ctx) or answer)
+    outcome = run("optimizer_device", ctx)
+    assert len(asked) == 1 and isinstance(asked[0], Context) and asked[0].entry == ctx.entry
+    assert cpu_only.status == "pass" and outcome.status == status, outcome
+    assert outcome.detail == (answer[0] if ending is None else cpu_only.detail + ending)
+
+
+def test_a_partial_check_is_its_scenario() -> None:
+    """Built anew (the registered ones are built at import): its name, description and cases are the scenario's."""
+    from harness.checks.partial_load import PartialLoadCheck
+    from harness.partial import SCENARIOS
+
+    scenario = SCENARIOS.get("bare_into_dataparallel")
+    check = PartialLoadCheck(scenario)
+    assert (check.scenario, check.name, check.description) == (scenario, "partial:bare_into_dataparallel",
+                                                                 scenario.description)
+    assert check.concerns({"case": "simple"}) and not check.concerns({"case": "tied"})
 
 
 @pytest.mark.parametrize("value, words", [
