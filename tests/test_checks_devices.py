@@ -23,6 +23,7 @@ import torch
 from harness import compat, cuda_tags
 from harness.checks import Context, Outcome, _devices
 from harness.checks._compare import _short, fingerprint_differences, max_abs_difference, summarize
+from harness.formats import FORMATS
 from tests.test_checks_fast import context, manifest, run  # noqa: F401 (manifest is the shared session fixture)
 
 CASE, FMT = "tied", "state_dict_zip"
@@ -395,3 +396,16 @@ def test_missing_and_unexpected_names_come_before_the_tensors_that_differ() -> N
     actual = {"a": {"dtype": "float16"}, "new": {"dtype": "float32"}, "z": {"dtype": "float32", "hash": "2"}}
     assert fingerprint_differences(expected, actual) == [
         "missing gone", "unexpected new", "a: dtype float32 != float16", "z: values differ"]
+
+
+def test_map_location_applies_to_state_formats_of_at_most_64_mb() -> None:
+    state = FORMATS.get("state_dict_zip")
+    assert _devices.MAX_BYTES == 64 * 2**20
+    assert _devices.applies(state, {}) is None and _devices.applies(state, {"file_bytes": _devices.MAX_BYTES}) is None
+    assert _devices.applies(state, {"file_bytes": _devices.MAX_BYTES + 1}) == (
+        "64 MB: every form is checked on the artifacts under 64 MB")
+    assert _devices.applies(state, {"file_bytes": 528 * 2**20}) == (
+        "528 MB: every form is checked on the artifacts under 64 MB")
+    assert _devices.applies(FORMATS.get("numpy_npz"), {}) == "numpy_npz's loader takes no map_location form"
+    assert _devices.applies(FORMATS.get("whole_model_zip"), {}) == (
+        "whole_model_zip holds a module or program; map_location is checked on the formats that hold state")

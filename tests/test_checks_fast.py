@@ -1092,6 +1092,26 @@ def test_optimizer_device_with_a_gpu_reports_the_gpu_resume(manifest: dict, work
     assert outcome.detail == (answer[0] if ending is None else cpu_only.detail + ending)
 
 
+def test_a_context_load_hands_the_format_its_mode_case_and_trust(manifest: dict, workdir: Path) -> None:
+    """DCP loads into the case's fresh model: Context.load must pass the case on, with the mode and trust."""
+    seen: list[tuple[Path, LoadRequest]] = []
+    ctx = context(manifest, "tied", "training_checkpoint", workdir)
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(ctx.fmt, name)
+
+        def open(self, path: Path, request: LoadRequest) -> Any:
+            seen.append((path, request))
+            return ctx.fmt.open(path, request)
+
+    recording = dataclasses.replace(ctx, fmt=Recording())
+    recording.load("cpu", source="BytesIO")
+    (path, request), = seen
+    assert path == ctx.artifact and request.case is ctx.case is not None
+    assert request == LoadRequest(ctx.load_mode, "cpu", "BytesIO", ctx.case, trusted=ctx.trusted)
+
+
 def test_a_partial_check_is_its_scenario() -> None:
     """Built anew (the registered ones are built at import): its name, description and cases are the scenario's."""
     from harness.checks.partial_load import PartialLoadCheck
