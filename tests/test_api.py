@@ -142,40 +142,7 @@ def test_a_broken_entry_point_plugin_is_one_clear_error(tmp_path: Path, monkeypa
         plugins.load_entry_points(reload=True)
 
 
-# --- check order and the read-only context ------------------------------------------------------------
-
-def _check(name: str, after: tuple[str, ...] = ()) -> Check:
-    return type(f"C_{name}", (Check,), {"name": name, "after": after})()
-
-
-# the declared order itself: tests/test_checks_fast.py (the mutation run's test set)
-
-
-def _context(loaded: Any, entry: dict[str, Any]) -> Context:
-    return Context(fmt=None, entry=entry, case_section={"atol": 1e-5, "nested": {"k": [1]}}, artifact=Path("a"),
-                   root=Path("."), loaded=loaded, load_mode="default", case=None, case_missing=None, producer={},
-                   consumer={}, same_numerics=True, map_location=None, workdir=Path("."))
-
-
-def test_the_context_is_read_only() -> None:
-    entry = {"fingerprint": {"tensors": {"w": {"hash": "x"}}}, "metadata": {}}
-    ctx = _context({"w": torch.zeros(2)}, entry)
-    with pytest.raises(TypeError):
-        ctx.entry["fingerprint"]["tensors"]["w"]["hash"] = "forged"  # type: ignore[index]
-    with pytest.raises(TypeError):
-        ctx.case_section["nested"]["k"] = [2]  # type: ignore[index]
-    with pytest.raises(AttributeError):
-        ctx.loaded = None  # type: ignore[misc]
-    assert ctx.entry["metadata"] == {} and entry["fingerprint"]["tensors"]["w"]["hash"] == "x"
-
-
-def test_a_check_that_mutates_gets_its_own_copy() -> None:
-    ctx = _context({"w": torch.zeros(2)}, {})
-    mutating = type("M", (Check,), {"name": "m", "mutates_loaded": True})()
-    assert ctx.for_check(_check("plain")) is ctx
-    own = ctx.for_check(mutating)
-    own.loaded["w"].add_(1)
-    assert ctx.loaded["w"].sum() == 0 and own.loaded["w"].sum() == 2
+# --- check order and the read-only context: tests/test_checks_fast.py (the mutation run's test set) ----
 
 
 # --- no check changes what the next check sees (the real checks: tests/test_matrix.py) -------------------

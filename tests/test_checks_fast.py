@@ -1401,3 +1401,43 @@ def test_map_location_forms_add_meta_and_on_a_gpu_cuda_0(monkeypatch: pytest.Mon
     meta = [("'meta'", "meta", "meta", "meta")] if compat.map_location_meta() is None else []
     assert found == meta + [("'cuda:0'", "cuda:0", "cuda:0", "str"),
                             ("{'cpu': 'cuda:0'}", {"cpu": "cuda:0"}, "cuda:0", "dict")]
+
+
+# -- the read-only Context, and a check that changes what was loaded gets its own copy ----------------
+
+def _plain_check(name: str, after: tuple[str, ...] = ()) -> Check:
+    return type(f"C_{name}", (Check,), {"name": name, "after": after})()
+
+
+def _bare_context(loaded: Any, entry: dict[str, Any]) -> Context:
+    return Context(fmt=None, entry=entry, case_section={"atol": 1e-5, "nested": {"k": [1]}}, artifact=Path("a"),
+                   root=Path("."), loaded=loaded, load_mode="default", case=None, case_missing=None, producer={},
+                   consumer={}, same_numerics=True, map_location=None, workdir=Path("."))
+
+
+def test_the_context_is_read_only() -> None:
+    entry = {"fingerprint": {"tensors": {"w": {"hash": "x"}}}, "metadata": {}}
+    ctx = _bare_context({"w": torch.zeros(2)}, entry)
+    with pytest.raises(TypeError):
+        ctx.entry["fingerprint"]["tensors"]["w"]["hash"] = "forged"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        ctx.case_section["nested"]["k"] = [2]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        ctx.loaded = None  # type: ignore[misc]
+    assert ctx.entry["metadata"] == {} and entry["fingerprint"]["tensors"]["w"]["hash"] == "x"
+
+
+def test_a_check_that_mutates_gets_its_own_copy() -> None:
+    ctx = _bare_context({"w": torch.zeros(2)}, {})
+    mutating = type("M", (Check,), {"name": "m", "mutates_loaded": True})()
+    assert ctx.for_check(_plain_check("plain")) is ctx
+    own = ctx.for_check(mutating)
+    own.loaded["w"].add_(1)
+    assert ctx.loaded["w"].sum() == 0 and own.loaded["w"].sum() == 2
+
+
+def test_outcome_helpers_carry_exactly_their_detail() -> None:
+    from harness.checks import failed, passed, skipped
+
+    assert passed() == Outcome("pass", "") and passed("kept") == Outcome("pass", "kept")
+    assert failed("lost") == Outcome("fail", "lost") and skipped("why") == Outcome("skip", "why")
