@@ -286,9 +286,10 @@ def tests_vision(session: nox.Session) -> None:
     """The torchvision-dependent tests (vgg16/resnet18 cases and their partial-load scenarios), in the
     newest selected release that pins a torchvision (the tools release of ``tests`` cannot import it); a
     test skipped there for a missing torchvision fails (``CKPT_HARNESS_REQUIRE_TORCHVISION``)."""
-    with_vision = [r for r in selected_releases() if RELEASES[r].torchvision]
+    chosen = selected_releases()
+    with_vision = [r for r in chosen if RELEASES[r].torchvision]
     if not with_vision:
-        session.error(f"no selected release pins a torchvision ({selected_releases()}): select one, "
+        session.error(f"no selected release pins a torchvision ({chosen}): select one, "
                       f"e.g. --torch {max((r for r in RELEASES if RELEASES[r].torchvision), key=_version_key)}")
     env = ReleaseEnv(session, max(with_vision, key=_version_key))
     env.install("-e .[test]")

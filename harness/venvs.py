@@ -99,7 +99,7 @@ def pip_sources(python: str) -> list[str]:
             chosen[option] = (rank, value.strip().strip("'\""))
     flags = [arg for option, (_, value) in sorted(chosen.items()) for item in value.split()
              for arg in (_PIP_SOURCES[option], item)]
-    if "extra-index-url" in chosen and chosen["extra-index-url"][1].split():
+    if "--extra-index-url" in flags:
         # pip picks the best version over every index; uv by default stops at the first index with the name
         flags += ["--index-strategy", "unsafe-best-match"]
     return flags

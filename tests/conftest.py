@@ -92,6 +92,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         report.longrepr = f"skipped for a missing torchvision, required by {REQUIRE_TORCHVISION}: {report.longrepr}"
 
 
+@functools.cache
+def noxfile_module() -> Any:
+    """The project's noxfile as a module, loaded once per process (loading registers its sessions with nox)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_noxfile_under_test", REPO / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m harness ARGS`` in a fresh interpreter; the repo root is importable (for plugins)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

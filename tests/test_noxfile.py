@@ -3,7 +3,6 @@ and pyproject.toml, tags, and the one release table."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -11,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import noxfile_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,17 +83,6 @@ def test_corpus_sessions_exist_for_the_frozen_releases(release: str) -> None:
     assert f"corpus(torch='{release}')" in [s["session"] for s in sessions("-s", "corpus")]
 
 
-@functools.cache
-def _noxfile():
-    """The noxfile as a module, loaded once (loading registers its sessions with nox)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("noxfile_under_test", REPO / "noxfile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("argv, backend_env, uv_on_path, expected", [
     (["nox"], "", True, True),                                   # uv where it is installed
     (["nox"], "", False, False),                                 # pip where it is not
@@ -105,7 +95,7 @@ def _noxfile():
 def test_environments_are_built_with_uv_where_it_is_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                               argv: list[str], backend_env: str, uv_on_path: bool,
                                                               expected: bool) -> None:
-    noxfile = _noxfile()
+    noxfile = noxfile_module()
     if uv_on_path:
         (tmp_path / "uv").write_text("#!/bin/sh\n")
         (tmp_path / "uv").chmod(0o755)

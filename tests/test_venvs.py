@@ -3,7 +3,6 @@ and by ``check --torch`` (harness.checkfile.envs). Commands are recorded here, n
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from harness import venvs
 from harness.checkfile import envs
+from tests.conftest import noxfile_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,10 +76,7 @@ def test_check_reuses_only_finished_environments(tmp_path: Path, monkeypatch: py
 
 
 def test_the_noxfile_builds_release_environments_with_the_same_module() -> None:
-    spec = importlib.util.spec_from_file_location("_noxfile_under_test", REPO / "noxfile.py")
-    assert spec is not None and spec.loader is not None
-    noxfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(noxfile)
+    noxfile = noxfile_module()
     assert Path(noxfile.VENVS.__file__).resolve() == Path(venvs.__file__).resolve()
     assert noxfile.VENVS.STAMP == venvs.STAMP
 
