@@ -18,6 +18,7 @@ Run as ``python -m harness.canary PATH MODE`` it is the worker: one ``torch.load
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -101,17 +102,17 @@ class CanaryOutcome:
 
 
 def run_canary(timeout: float = LOAD_TIMEOUT_S) -> list[CanaryOutcome]:
-    """Load the canary once per mode, each in its own subprocess and temporary folder."""
+    """Load the canary once per mode, each in its own subprocess and temporary folder; the subprocesses run at
+    the same time (each spends most of its time importing torch), the outcomes come in MODES order."""
     from harness import compat
 
-    outcomes = []
-    for mode in MODES:
+    def outcome(mode: str) -> CanaryOutcome:
         if mode != "default" and not compat.has_weights_only():
-            outcomes.append(CanaryOutcome(mode, False, False, "this torch.load has no weights_only parameter",
-                                          unsupported=True))
-            continue
-        outcomes.append(_load_in_subprocess(mode, timeout))
-    return outcomes
+            return CanaryOutcome(mode, False, False, "this torch.load has no weights_only parameter", unsupported=True)
+        return _load_in_subprocess(mode, timeout)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(MODES)) as pool:
+        return list(pool.map(outcome, MODES))
 
 
 def _load_in_subprocess(mode: str, timeout: float) -> CanaryOutcome:
@@ -154,7 +155,7 @@ def records(outcomes: list[CanaryOutcome], expectations: Optional[list] = None) 
     from harness import expectations as known_module
     from harness.records import Record
 
-    here = envmod.brief(envmod.describe("cpu"))
+    here = envmod.brief(envmod.describe("cpu", optional=False))
     known = known_module.load() if expectations is None else expectations
     out = []
     for outcome in outcomes:

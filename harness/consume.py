@@ -8,6 +8,7 @@ written: second round trips go to a private temporary folder.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import tempfile
@@ -44,23 +45,33 @@ class Artifact:
         return f"{self.manifest['env_id']}/{self.entry['case']}/{self.entry['format']}"
 
 
-def collect(roots: Iterable[Path], trust: Optional[trustmod.Trust] = None) -> list[Artifact]:
+def collect(roots: Iterable[Path], trust: Optional[trustmod.Trust] = None, threads: int = 1) -> list[Artifact]:
     """Read and validate every manifest under ``roots``; verify every listed artifact's hash and that every
-    path it names stays inside its folder; mark each artifact trusted or not (``trust``: seals only when None)."""
+    path it names stays inside its folder; mark each artifact trusted or not (``trust``: seals only when None).
+
+    ``threads`` artifacts are hashed at a time (the hashes release the GIL); the first bad entry in manifest
+    order is the error raised, whatever the thread count."""
     trust = trust or trustmod.Trust()
     found: list[Artifact] = []
-    for path in find_manifests([Path(r) for r in roots]):
-        document = read(path)
-        for entry in entries(document):
-            trusted = False
-            if entry.get("status") == "ok":
-                verify_artifact(document, entry)
-                if isinstance(document["cases"].get(entry.get("case")), dict) and \
-                        "outputs_file" in document["cases"][entry["case"]]:
-                    outputs_path(document, entry["case"])
-                trusted = trust.trusted(path.parent, artifact_path(document, entry))
-            found.append(Artifact(document, entry, trusted))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for path in find_manifests([Path(r) for r in roots]):
+            document = read(path)
+            listed = list(entries(document))
+            found.extend(pool.map(_checked, [document] * len(listed), listed, [path.parent] * len(listed),
+                                  [trust] * len(listed)))
     return found
+
+
+def _checked(document: dict[str, Any], entry: dict[str, Any], folder: Path, trust: trustmod.Trust) -> Artifact:
+    """One manifest entry as an Artifact, its file verified against the manifest (a HarnessError if not)."""
+    trusted = False
+    if entry.get("status") == "ok":
+        verify_artifact(document, entry)
+        if isinstance(document["cases"].get(entry.get("case")), dict) and \
+                "outputs_file" in document["cases"][entry["case"]]:
+            outputs_path(document, entry["case"])
+        trusted = trust.trusted(folder, artifact_path(document, entry))
+    return Artifact(document, entry, trusted)
 
 
 def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
@@ -76,7 +87,9 @@ def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
     Artifacts that are not trusted (:mod:`harness.trust`; ``trust_all`` is the user's ``--trust``)
     never reach a full unpickle.
     """
-    artifacts = collect(roots, trustmod.Trust(trust_all))
+    if jobs > 1:
+        consume_pool.start_server()  # torch imports in the workers' server while the files are hashed here
+    artifacts = collect(roots, trustmod.Trust(trust_all), threads=jobs)
     consumer = envmod.describe(device)
     known = expectations_module.load() if expectations is None else expectations
     jobs = max(1, min(jobs, len(artifacts)))

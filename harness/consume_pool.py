@@ -67,21 +67,17 @@ def _context() -> Any:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     # torch is imported once, in the server; a server already started keeps its own list
-    context.set_forkserver_preload(["harness.consume", "harness.consume_pool", *preloaded_optional()])
+    context.set_forkserver_preload(["harness.consume", "harness.consume_pool", "harness._worker_preload"])
     return context
 
 
-#: optional packages the workers would each import for themselves (torchvision: ~2.4 CPU s, it imports
-#: torch._dynamo), imported once in the server instead where they import here
-OPTIONAL_PRELOAD = ("torchvision",)
+def start_server() -> None:
+    """Start the workers' server now, where the platform has one: it imports torch and the optional packages
+    while the caller does other work (consume hashes the artifacts), instead of when the first worker starts."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
 
-
-def preloaded_optional() -> list[str]:
-    """The :data:`OPTIONAL_PRELOAD` packages that import in this process: the server's preload survives an
-    ImportError only, and torchvision beside a mismatched torch raises a RuntimeError."""
-    from harness import compat
-
-    return [name for name in OPTIONAL_PRELOAD if compat.import_optional(name)[0] is not None]
+        forkserver.ensure_running()
 
 
 def _start(artifacts: list[Any], consumer: dict[str, Any], workdir: str, plugins: list[str]) -> None:

@@ -14,11 +14,12 @@ from harness import compat
 from harness.contracts import EnvBrief
 
 
-def describe(device: str = "cpu") -> dict[str, Any]:
-    """The environment as recorded in manifests and result records."""
+def describe(device: str = "cpu", optional: bool = True) -> dict[str, Any]:
+    """The environment as recorded in manifests and result records. ``optional=False`` leaves out the optional
+    packages (``torchvision``: None), which :func:`brief` does not keep: importing torchvision takes seconds."""
     return {
         "torch": torch.__version__,
-        "torchvision": compat.torchvision_version(),
+        "torchvision": compat.torchvision_version() if optional else None,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "platform": platform.platform(),

@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import stat
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -183,14 +184,16 @@ class Trust:
     def __init__(self, trust_all: bool = False) -> None:
         self.trust_all = trust_all
         self._seals: dict[Path, Optional[Seal]] = {}
+        self._lock = threading.Lock()  # consume.collect asks from several threads
 
     def trusted(self, folder: Path, path: Path) -> bool:
         if self.trust_all:
             return True
         key = Path(folder).resolve()
-        if key not in self._seals:
-            self._seals[key] = verify(key)
-        found = self._seals[key]
+        with self._lock:
+            if key not in self._seals:
+                self._seals[key] = verify(key)
+            found = self._seals[key]
         return found is not None and found.covers(path)
 
 

@@ -298,13 +298,26 @@ def test_a_scenario_run_builds_its_target_once_and_keeps_its_verdicts() -> None:
 # -- consume --jobs N: optional packages imported once, in the workers' server ---------------------------
 
 
-def test_optional_packages_are_preloaded_only_where_they_import(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_server_preload_imports_each_optional_package_through_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers' server imports ``harness._worker_preload``: each optional package goes through
+    ``compat.import_optional``, which turns any error (torchvision's RuntimeError beside a mismatched torch)
+    into a reason, so the server's preload, which survives an ImportError only, never dies of it."""
+    import importlib
+    import multiprocessing
+    import sys
+
     from harness import compat, consume_pool
 
-    monkeypatch.setattr(compat, "import_optional", lambda name: (object(), None))
-    assert consume_pool.preloaded_optional() == ["torchvision"]
-    monkeypatch.setattr(compat, "import_optional", lambda name: (None, f"{name} does not import here: RuntimeError"))
-    assert consume_pool.preloaded_optional() == []
+    asked: list[str] = []
+    monkeypatch.setattr(compat, "import_optional", lambda name: (asked.append(name), (None, "RuntimeError"))[1])
+    monkeypatch.delitem(sys.modules, "harness._worker_preload", raising=False)
+    module = importlib.import_module("harness._worker_preload")
+    assert asked == ["torchvision"] == list(module.OPTIONAL_PRELOAD)
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        consume_pool._context()
+        assert "harness._worker_preload" in forkserver._forkserver._preload_modules  # type: ignore[attr-defined]
 
 
 def test_tensors_yields_each_tensor_once_and_no_empty_slot() -> None:
