@@ -11,6 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
+import json
 import tempfile
 import time
 import warnings
@@ -96,10 +98,11 @@ def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
     with tempfile.TemporaryDirectory(prefix="ckpt-harness-") as workdir:
         if jobs == 1:
             def serial() -> Iterable[list[Record]]:
+                reuse = Reuse()
                 for artifact in artifacts:
                     if progress:
                         progress(artifact.label)
-                    yield list(consume_artifact(artifact, consumer, Path(workdir)))
+                    yield list(consume_artifact(artifact, consumer, Path(workdir), reuse))
             batches = serial()
         else:
             batches = consume_pool.run(artifacts, consumer, Path(workdir), jobs, plugins,
@@ -111,8 +114,11 @@ def consume(roots: Iterable[Path], writer: RecordWriter, device: str = "cpu",
     return writer.records
 
 
-def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path) -> Iterable[Record]:
-    """Records for one artifact: a load record per load mode, then one per check."""
+def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path,
+                     reuse: Optional[Reuse] = None) -> Iterable[Record]:
+    """Records for one artifact: a load record per load mode, then one per check. ``reuse`` holds the outcomes
+    of checks that give the same verdict for a byte-identical file consumed before (see :class:`Reuse`)."""
+    reuse = reuse or Reuse()
     entry, producer = artifact.entry, artifact.manifest["env"]
     emit = _Emitter(artifact, consumer)
     fmt, reason = _lookup(FORMATS, entry["format"])
@@ -157,12 +163,65 @@ def consume_artifact(artifact: Artifact, consumer: dict[str, Any], workdir: Path
                 deferred.append(check.name)
                 continue
             started = time.perf_counter()
-            with _guard(artifact):
-                outcome = _run_check(check, ctx.for_check(check))
-            yield emit(check.name, mode, outcome.status, outcome.detail, started)
+            key = reuse.key(artifact, check, mode, map_location)
+            outcome, source = reuse.outcome(key) or (None, None)
+            if outcome is None:
+                with _guard(artifact):
+                    outcome = _run_check(check, ctx.for_check(check))
+                reuse.keep(key, outcome, artifact.label)
+            record = emit(check.name, mode, outcome.status, outcome.detail, started)
+            record.reused_from = source
+            yield record
         if deferred:
             yield _folded(emit, first_mode or mode, mode, deferred)
         first_mode = first_mode or mode
+
+
+class Reuse:
+    """Outcomes of the checks that declare :attr:`~harness.checks.Check.same_for_identical_files`, kept for the
+    next byte-identical artifact: 2.5.1 and 2.6.0 write the same bytes for most formats, and a device check or a
+    second round trip of the same bytes in the same consumer gives the same verdict. The key holds everything
+    such a check reads: the file's hash and size, format, case, load mode, map_location, whether it is trusted,
+    and the manifest entry's fingerprint it compares with. A reused record names, in ``reused_from``, the
+    artifact the check ran on."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[Any, ...], tuple[Outcome, str]] = {}
+
+    @staticmethod
+    def file_key(artifact: Artifact) -> Optional[tuple[Any, ...]]:
+        """What makes two artifacts the same file for these checks; None for an entry without a file."""
+        entry = artifact.entry
+        if entry.get("status") != "ok":
+            return None
+        fingerprint = json.dumps(entry.get("fingerprint"), sort_keys=True, default=str)
+        return (entry.get("file_hash"), entry.get("file_bytes"), entry.get("format"), entry.get("case"),
+                artifact.trusted, hashlib.sha256(fingerprint.encode()).hexdigest())
+
+    def key(self, artifact: Artifact, check: Check, mode: str, map_location: Any) -> Optional[tuple[Any, ...]]:
+        """The key of this check's outcome, or None when it may not be reused."""
+        found = self.file_key(artifact)
+        if not check.same_for_identical_files or found is None:
+            return None
+        return (*found, check.name, mode, repr(map_location))
+
+    def outcome(self, key: Optional[tuple[Any, ...]]) -> Optional[tuple[Outcome, str]]:
+        """The kept outcome for ``key`` and the label of the artifact it was run on, or None (run the check)."""
+        return self._found.get(key) if key is not None else None
+
+    def keep(self, key: Optional[tuple[Any, ...]], outcome: Outcome, label: str) -> None:
+        """Keep ``outcome``, run on the artifact ``label``, for the next artifact with the same key."""
+        if key is not None and key not in self._found:
+            self._found[key] = (outcome, label)
+
+
+def identical_files(artifacts: Sequence[Artifact]) -> list[list[int]]:
+    """Indices of ``artifacts`` in groups of byte-identical files (:meth:`Reuse.file_key`), first-seen order; an
+    artifact without a file is a group of its own. consume_pool hands a group to one worker, which reuses."""
+    groups: dict[Any, list[int]] = {}
+    for index, artifact in enumerate(artifacts):
+        groups.setdefault(Reuse.file_key(artifact) or ("alone", index), []).append(index)
+    return list(groups.values())
 
 
 #: the check name of the one record that stands for the checks a later load mode leaves to the first

@@ -9,7 +9,8 @@ another order, and "bit-identical in the same environment" would fail (the trans
 differ by ~4e-7 with one thread per worker). The parent reads and verifies every manifest before any
 worker starts, judges every record against the expectations, and writes the records in the order
 a serial run writes them, so the records file and the summary do not depend on ``--jobs``.
-Big artifacts are handed out first, so that one vgg16 does not finish alone at the end.
+Byte-identical files go to one worker as one task, which reuses the outcomes of the checks that allow it
+(:class:`harness.consume.Reuse`); big tasks are handed out first, so that one vgg16 does not finish alone at the end.
 """
 
 from __future__ import annotations
@@ -48,15 +49,24 @@ def _threads(_: int) -> int:
 def run(artifacts: Sequence[Any], consumer: dict[str, Any], workdir: Path, jobs: int,
         plugins: Sequence[str] = (), started: Optional[Callable[[int], None]] = None) -> Iterator[list[Any]]:
     """Each artifact's records (a list per artifact, in the order of ``artifacts``), consumed by
-    ``jobs`` workers; ``started(i)`` is called as artifact ``i``'s records arrive."""
-    order = sorted(range(len(artifacts)), key=lambda i: -int(artifacts[i].entry.get("file_bytes") or 0))
+    ``jobs`` workers; ``started(i)`` is called as artifact ``i``'s records arrive. Byte-identical files
+    (:func:`harness.consume.identical_files`) go to one worker together, which reuses what it may."""
+    from harness.consume import identical_files
+
+    def size(group: list[int]) -> int:
+        return sum(int(artifacts[i].entry.get("file_bytes") or 0) for i in group)
+
     context = _context()
     with concurrent.futures.ProcessPoolExecutor(
             max_workers=jobs, mp_context=context, initializer=_start,
             initargs=(list(artifacts), consumer, str(workdir), list(plugins))) as pool:
-        futures = {i: pool.submit(_consume_one, i) for i in order}
+        where: dict[int, tuple[concurrent.futures.Future, int]] = {}
+        for group in sorted(identical_files(artifacts), key=lambda g: -size(g)):
+            future = pool.submit(_consume_group, group)
+            where.update({index: (future, position) for position, index in enumerate(group)})
         for i in range(len(artifacts)):
-            records = futures[i].result()
+            future, position = where[i]
+            records = future.result()[position]
             if started:
                 started(i)
             yield records
@@ -89,7 +99,10 @@ def _start(artifacts: list[Any], consumer: dict[str, Any], workdir: str, plugins
                    workdir=Path(tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=workdir)))
 
 
-def _consume_one(index: int) -> list[Any]:
-    from harness.consume import consume_artifact
+def _consume_group(indices: list[int]) -> list[list[Any]]:
+    """The records of each artifact in ``indices`` (byte-identical files), in order, sharing one Reuse."""
+    from harness.consume import Reuse, consume_artifact
 
-    return list(consume_artifact(_WORKER["artifacts"][index], _WORKER["consumer"], _WORKER["workdir"]))
+    reuse = Reuse()
+    return [list(consume_artifact(_WORKER["artifacts"][i], _WORKER["consumer"], _WORKER["workdir"], reuse))
+            for i in indices]

@@ -47,6 +47,9 @@ class Record:
     #: how many outcomes this record stands for: a folded record (the checks a later load mode
     #: leaves to the first, say) counts as ``count`` records of its status in every summary
     count: Annotated[int, pydantic.Field(ge=1)] = 1
+    #: the artifact this outcome was computed on, where this artifact's file is byte-identical to it and the
+    #: check declares that such files get the same verdict (``harness.consume.Reuse``): it did not run again
+    reused_from: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.detail = one_line(self.detail)

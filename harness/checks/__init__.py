@@ -146,6 +146,11 @@ class Check:
     after: tuple[str, ...] = ()
     #: the check changes ``ctx.loaded`` in place: it is given its own deep copy
     mutates_loaded: bool = False
+    #: the verdict depends only on the artifact's bytes, its entry's fingerprint, the case, the load mode, the
+    #: map_location and this consumer: never on what the producer stored beside it (outputs, next step) or on
+    #: the producer's environment. Consume then runs it once per byte-identical file (two releases often write
+    #: the same bytes) and gives the others its outcome, saying so (:class:`harness.consume.Reuse`).
+    same_for_identical_files: bool = False
 
     def concerns(self, entry: Mapping[str, Any]) -> bool:
         """Whether the check has anything to say about this artifact at all; False writes no record.

@@ -18,6 +18,7 @@ from harness.formats import Format
 
 class CudaTaggedCheck(Check):
     name = "cuda_tagged"
+    same_for_identical_files = True
     description = ("a CUDA-tagged copy (made without a GPU, read back): the default load's CUDA error, every "
                    "map_location form onto the CPU bit-identical, {'cuda:1': 'cuda:0'} remapped as asked")
 

@@ -14,6 +14,7 @@ from harness.formats import Format
 
 class MapLocationCheck(Check):
     name = "map_location"
+    same_for_identical_files = True
     description = "every map_location form (str, device, dict, callable, 'meta') from a path, BytesIO and mmap"
 
     def applies(self, fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:

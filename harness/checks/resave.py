@@ -12,6 +12,7 @@ from harness.fingerprint import fingerprint, sharing_groups
 
 class ResaveCheck(Check):
     name = "resave"
+    same_for_identical_files = True
     description = "saving what was loaded and loading it again changes nothing"
 
     def run(self, ctx: Context) -> Outcome:
