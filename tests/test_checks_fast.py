@@ -509,8 +509,35 @@ def test_map_location_counts_a_raising_load_once(manifest: dict, workdir: Path,
     monkeypatch.setattr(map_location_check, "forms", lambda: [good, bad])
     outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
     assert outcome.status == "fail"
-    assert outcome.detail.startswith("3 problem(s) over 6 loads: a refusing callable from path raised "), outcome
+    assert outcome.detail.startswith("2 problem(s) over 5 loads: a refusing callable from path raised "), outcome
     assert "a refusing callable from path raised ValueError: no thanks" in outcome.detail
+    assert "a refusing callable from mmap raised ValueError: no thanks" in outcome.detail
+    assert "from BytesIO" not in outcome.detail  # BytesIO is read with the first form only
+
+
+def test_bytesio_is_read_with_the_first_form_every_form_from_path_and_mmap(manifest: dict, workdir: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that damages what it reads from a BytesIO fails the check through the first form."""
+    from harness.checks import _devices
+
+    ctx = context(manifest, "tied", "state_dict_zip", workdir)
+    forms = _devices.forms_for(ctx.fmt)
+    assert [(f.label, s) for f, s in _devices.pairs(ctx.fmt)] == (
+        [(forms[0].label, s) for s in ("path", "BytesIO", "mmap")] + [(f.label, s) for f in forms[1:]
+                                                                       for s in ("path", "mmap")])
+    real = ctx.fmt.open
+
+    def damaging(path: Path, request: Any) -> Any:
+        loaded = real(path, request)
+        if request.source == "BytesIO":
+            next(t for t in loaded.values() if torch.is_tensor(t) and t.is_floating_point()).view(-1)[0] += 1
+        return loaded
+
+    monkeypatch.setattr(ctx.fmt, "open", damaging)
+    outcome = run("map_location", ctx)
+    assert outcome.status == "fail" and outcome.detail.startswith(f"1 problem(s) over {2 * len(forms) + 1} loads: "
+                                                                  f"{forms[0].label} from BytesIO: "), outcome
+    assert _devices.sources_text(ctx.fmt) == f"path/mmap; {forms[0].label} from BytesIO"
 
 
 def test_optimizer_device_without_tensor_steps_skips(manifest: dict, workdir: Path) -> None:
@@ -673,8 +700,8 @@ def _cpu_labels() -> list[str]:
 def test_map_location_details_count_the_loads_and_name_the_forms(manifest: dict, workdir: Path) -> None:
     labels = _cpu_labels()
     outcome = run("map_location", context(manifest, "tied", "state_dict_zip", workdir))
-    assert outcome == Outcome("pass", f"{len(labels) * 3} loads ({', '.join(labels)}) bit-identical from "
-                                      f"path/BytesIO/mmap")
+    assert outcome == Outcome("pass", f"{len(labels) * 2 + 1} loads ({', '.join(labels)}) bit-identical from "
+                                      f"path/mmap; 'cpu' from BytesIO")
     assert run("map_location", context(manifest, "tied", "whole_model_zip", workdir)) == Outcome(
         "skip", "whole_model_zip holds a module or program; map_location is checked on the formats that hold state")
 
@@ -1216,7 +1243,7 @@ def test_cuda_tagged_pass_says_what_it_proved(manifest: dict, workdir: Path) -> 
     devices = "cpu/meta" if "'meta'" in labels else "cpu"
     assert run("cuda_tagged", ctx) == Outcome("pass", (
         f"{storages} storages retagged cuda:0 and read back; default load raised the CUDA-deserialize error; "
-        f"{len(labels) * 3} loads ({', '.join(labels)}) bit-identical onto {devices}; cuda:1 copy: "
+        f"{len(labels) * 2 + 1} loads ({', '.join(labels)}) bit-identical onto {devices}; cuda:1 copy: "
         "{'cuda:1': 'cpu'} loads bit-identical, {'cuda:0': 'cpu'} does not match, {'cuda:1': 'cuda:0'} reached the "
         "deserializer as cuda:0 and raised the CUDA error"))
 
@@ -1267,7 +1294,7 @@ def test_cuda_tagged_counts_every_problem_beyond_the_first_three(manifest: dict,
                                      f"CUDA device': ValueError: {'z' * 188}; cuda:0 copy, lambda that flips a bit "
                                      f"from path: "), outcome
     assert outcome.detail.count("; cuda:0 copy, lambda that flips a bit from ") == 2
-    assert outcome.detail.endswith(" (+4 more)"), outcome
+    assert outcome.detail.endswith(" (+3 more)"), outcome  # 3 + 2 damaged loads (BytesIO: first form only)
 
 
 @pytest.mark.parametrize("default, first", [

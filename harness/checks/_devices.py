@@ -68,6 +68,33 @@ def sources_for(fmt: Format) -> list[str]:
     return [s for s in SOURCES if s in fmt.capabilities.sources]
 
 
+#: sources read with the first form only. torch.load reads a BytesIO with the reader it uses for a path (the
+#: zip reader over a buffer instead of a file; the legacy reader over the same kind of file object), and the
+#: map_location is applied afterwards, to each storage that reader returns: one load shows the source works,
+#: and every form is shown from the path. mmap stays crossed with every form: its storages are slices of one
+#: file mapping, which each form's restore treats in its own way (kept as is, moved, made meta).
+FIRST_FORM_ONLY_SOURCES = frozenset({"BytesIO"})
+
+
+def pairs(fmt: Format) -> list[tuple[Form, str]]:
+    """The (form, source) loads of :func:`every_form`: every form from every source, but a source of
+    :data:`FIRST_FORM_ONLY_SOURCES` with the first form only."""
+    found = forms_for(fmt)
+    return [(form, source) for form in found for source in sources_for(fmt)
+            if source not in FIRST_FORM_ONLY_SOURCES or form is found[0]]
+
+
+def sources_text(fmt: Format) -> str:
+    """Where :func:`pairs` loads from, in words: ``path/mmap; 'cpu' from BytesIO``."""
+    found = forms_for(fmt)
+    every = [s for s in sources_for(fmt) if s not in FIRST_FORM_ONLY_SOURCES]
+    first = [s for s in sources_for(fmt) if s in FIRST_FORM_ONLY_SOURCES]
+    text = "/".join(every)
+    if first and found:
+        text += f"; {found[0].label} from {'/'.join(first)}"
+    return text
+
+
 def applies(fmt: Format, entry: Mapping[str, Any]) -> Optional[str]:
     """None when the format's loader takes a map_location form to check and the artifact is small enough."""
     if "module" in fmt.holds:
@@ -108,19 +135,19 @@ def _names(names: list[str]) -> str:
 
 
 def every_form(ctx: Context, path: Optional[Path] = None) -> tuple[int, list[str]]:
-    """Load the artifact (or a copy at ``path``) with every form from every source; (loads tried, problems)."""
+    """Load the artifact (or a copy at ``path``) with every form from every source (:func:`pairs`);
+    (loads tried, problems)."""
     count, problems = 0, []
-    for form in forms_for(ctx.fmt):
-        for source in sources_for(ctx.fmt):
-            count += 1
-            try:
-                loaded = ctx.load(form.value(), source, path)
-            except Exception as exc:
-                problems.append(f"{form.label} from {source} raised {type(exc).__name__}: {short(exc)}")
-                continue
-            found = differences(ctx, loaded, form.device)
-            if found:
-                problems.append(f"{form.label} from {source}: {summarize(found, len(found), 'problems')}")
+    for form, source in pairs(ctx.fmt):
+        count += 1
+        try:
+            loaded = ctx.load(form.value(), source, path)
+        except Exception as exc:
+            problems.append(f"{form.label} from {source} raised {type(exc).__name__}: {short(exc)}")
+            continue
+        found = differences(ctx, loaded, form.device)
+        if found:
+            problems.append(f"{form.label} from {source}: {summarize(found, len(found), 'problems')}")
     return count, problems
 
 
