@@ -105,22 +105,51 @@ class Case:
         """
         return copy.deepcopy(self.template())
 
+    def models_to_fill(self) -> dict[str, nn.Module]:
+        """Models for a strict ``load_state_dict`` of every model, which overwrites every tensor of their state
+        dicts: the template's structure, attributes and non-persistent buffers, and each state-dict tensor
+        allocated without the template's values (vgg16's 528 MB are then written once, by the load, not twice).
+        A tensor whose storage it shares with another keeps the template's copy, so sharing stays as built.
+        Anything that may read a value the load did not write takes :meth:`fresh_models` instead."""
+        template = self.template()
+        tensors = {id(t): t for model in template.values()
+                   for t in [*model.parameters(), *model.buffers()]}
+        storages: dict[Any, int] = {}
+        for tensor in tensors.values():
+            key = compat.storage_key(tensor)
+            storages[key] = storages.get(key, 0) + 1
+        memo: dict[int, Any] = {}
+        for model in template.values():
+            for tensor in model.state_dict(keep_vars=True).values():
+                if isinstance(tensor, torch.Tensor) and storages.get(compat.storage_key(tensor)) == 1:
+                    memo[id(tensor)] = _unfilled(tensor)
+        return copy.deepcopy(template, memo)
+
     def template(self) -> dict[str, nn.Module]:
         """The models :meth:`fresh_models` copies, built once under the seed and shared by every caller:
         read them (a model's values as built, say), never change them; take :meth:`fresh_models` for
-        models to load into, train or hand out."""
-        key = (self.name, id(self))
-        if key not in _TEMPLATES:
+        models to load into, train or hand out. The case object keeps them (they go with it), not a table
+        keyed by its ``id``, which a new case could reuse after this one is gone."""
+        found = self.__dict__.get(_TEMPLATE)
+        if found is None:
             seed_everything(self.seed)
-            models = as_named(self.build(), nn.Module)
-            if tuple(models) != self.models:
-                raise ValueError(f"case {self.name}: build() returned {tuple(models)}, declared {self.models}")
-            _TEMPLATES[key] = models
-        return _TEMPLATES[key]
+            found = as_named(self.build(), nn.Module)
+            if tuple(found) != self.models:
+                raise ValueError(f"case {self.name}: build() returned {tuple(found)}, declared {self.models}")
+            object.__setattr__(self, _TEMPLATE, found)  # a frozen dataclass: its fields stay as they are
+        return found
 
     def built_template(self) -> dict[str, nn.Module]:
         """:meth:`template` where it was built already, else ``{}`` (building one reseeds the RNGs)."""
-        return _TEMPLATES.get((self.name, id(self)), {})
+        return self.__dict__.get(_TEMPLATE) or {}
+
+    def forget_template(self) -> None:
+        """Drop the kept template (the next :meth:`template` builds it again, under the seed)."""
+        self.__dict__.pop(_TEMPLATE, None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the kept template: a process that gets the case builds its own."""
+        return {k: v for k, v in self.__dict__.items() if k != _TEMPLATE}
 
     def example_inputs(self) -> dict[str, tuple]:
         """The fixed inputs, one tuple per model."""
@@ -145,7 +174,8 @@ OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {"adam": _adam, 
 _ADAPTIVE = tuple(getattr(torch.optim, n) for n in ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad",
                                                      "RMSprop", "Adadelta") if hasattr(torch.optim, n))
 
-_TEMPLATES: dict[tuple[str, int], dict[str, nn.Module]] = {}
+#: the attribute a case keeps its built template in (:meth:`Case.template`)
+_TEMPLATE = "_template"
 
 CASES: Registry[Case] = Registry("case", "harness_cases")
 
@@ -153,6 +183,14 @@ CASES: Registry[Case] = Registry("case", "harness_cases")
 def register(case: Case) -> Case:
     """Register a case; call it at import time of the case's module."""
     return CASES.register(case)
+
+
+def _unfilled(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor like ``tensor`` (a Parameter stays one) whose memory is allocated, not written."""
+    empty = torch.empty_like(tensor)
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(empty, requires_grad=tensor.requires_grad)
+    return empty
 
 
 def seed_everything(seed: int) -> None:

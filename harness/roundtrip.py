@@ -123,6 +123,4 @@ def roundtrip_model(model: Union[nn.Module, Mapping[str, nn.Module]], inputs: In
 
 def forget_templates(case: Case) -> None:
     """Drop the copy of the user's model that :meth:`Case.fresh_models` keeps for later copies."""
-    from harness import case as case_module
-
-    case_module._TEMPLATES.pop((case.name, id(case)), None)
+    case.forget_template()

@@ -21,7 +21,6 @@ import torch
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import example, given, note, settings  # noqa: E402
 
-from harness import case as casemod  # noqa: E402
 from harness import env as envmod  # noqa: E402
 from harness import expectations, strategies  # noqa: E402
 from harness.case import Prepared, forward_outputs, prepare, trainable  # noqa: E402
@@ -71,7 +70,7 @@ def _trains(model: torch.nn.Module, inputs: tuple) -> bool:
 
 def forget(case: Any) -> None:
     """Drop the case's cached template model (harness.case keeps one per case; fuzzing makes thousands)."""
-    casemod._TEMPLATES.pop((case.name, id(case)), None)
+    case.forget_template()
 
 
 def documented_refusal(fmt: Format, mode: str, error: Optional[str]) -> Optional[str]:

@@ -237,8 +237,9 @@ def register(fmt: Format) -> Format:
 
 
 def load_into_fresh(case: Case, states: dict[str, Any]) -> dict[str, nn.Module]:
-    """Fresh models of ``case`` with ``states`` (name -> state_dict) loaded strictly."""
-    models = case.fresh_models()
+    """Fresh models of ``case`` with ``states`` (name -> state_dict) loaded strictly (so into
+    :meth:`~harness.case.Case.models_to_fill`: the strict load writes every value)."""
+    models = case.models_to_fill()
     for name, model in models.items():
         model.load_state_dict(states[name])
     return models

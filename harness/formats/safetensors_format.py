@@ -43,7 +43,7 @@ class SafeTensors(Format):
 
         if case is None:
             raise RuntimeError("safetensors load_model needs the case's model code")
-        model = case.fresh_models()["model"]
+        model = case.models_to_fill()["model"]  # the strict load below writes every value
         device = "cpu" if map_location is None else str(map_location)
         safetensors.torch.load_model(model, str(source), strict=True, device=device)
         return model
