@@ -14,11 +14,11 @@ import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
-from harness import containers, placement, trust
+from harness import containers, placement, produce_pool, trust
 from harness import env as envmod
 from harness.case import CASES, Case, Prepared, clone_prepared, forward_outputs, prepare, train_step
 from harness.errors import HarnessError
@@ -38,27 +38,43 @@ def select(registry: Any, names: Optional[Iterable[str]]) -> list[Any]:
 
 
 def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[Iterable[str]] = None,
-            device: str = "cpu", replace: bool = False, progress: Optional[Progress] = None) -> Path:
+            device: str = "cpu", replace: bool = False, progress: Optional[Progress] = None, *,
+            jobs: int = 1, plugins: Sequence[str] = ()) -> Path:
     """Write ``out/<env-id>/`` for the running interpreter and return that folder.
 
     Without ``replace`` the cases are added to an existing environment folder that lacks them
     (so concurrent runs with different ``--case`` both land); a case it already holds is refused.
     With ``replace`` the folder is swapped whole, and only when the harness made it.
+
+    With ``jobs`` > 1 the cases are produced by that many worker processes (:mod:`harness.produce_pool`),
+    which import the ``plugins`` modules again and look the cases up by name; the manifest is a serial
+    run's but for the save timings. ``progress`` is called with each case's name: before the case in a
+    serial run, as its results arrive (in case order) in a parallel one.
     """
     chosen_cases, chosen_formats = select(CASES, cases), select(FORMATS, formats)
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise HarnessError(f"device {device!r} is not available here; use --device cpu")
+    if jobs > 1 and len(chosen_cases) > 1:
+        produce_pool.start_server()  # torch imports in the workers' server while this process looks around
     env = envmod.describe(device)
     target = Path(out) / envmod.env_id(env)
     names = [case.name for case in chosen_cases]
     _check_target(target, names, replace)  # early, so a refused run builds nothing
+    jobs = max(1, min(jobs, len(chosen_cases)))
     staging = placement.new_staging(target)
     try:
         manifest = _new_manifest(env, target.name)
-        for case in chosen_cases:
-            if progress:
-                progress(case.name)
-            _produce_case(case, chosen_formats, staging, manifest, device)
+        if jobs == 1:
+            for case in chosen_cases:
+                if progress:
+                    progress(case.name)
+                _produce_case(case, chosen_formats, staging, manifest, device)
+        else:
+            parts = produce_pool.run(names, [fmt.name for fmt in chosen_formats], staging, device, jobs, plugins,
+                                     lambda i: progress(names[i]) if progress else None)
+            for part in parts:
+                manifest["cases"].update(part["cases"])
+                manifest["entries"].extend(part["entries"])
         write_atomic(staging / MANIFEST_NAME, manifest)
         with placement.env_lock(target):  # again under the lock: another run may have landed meanwhile
             _check_target(target, names, replace)

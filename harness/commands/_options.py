@@ -29,11 +29,12 @@ def plugin_argument(parser: argparse.ArgumentParser) -> None:
                         help="import MODULE first so it can register cases, formats or checks (repeatable)")
 
 
-def jobs_argument(parser: argparse.ArgumentParser) -> None:
+def jobs_argument(parser: argparse.ArgumentParser, work: str = "consume artifacts") -> None:
+    """``--jobs N``: do ``work`` in N worker processes (default: the core count)."""
     from harness.consume_pool import cores
 
     parser.add_argument("--jobs", type=_positive, default=cores(), metavar="N",
-                        help="consume artifacts in N worker processes (default: the core count, here %(default)s)")
+                        help=f"{work} in N worker processes (default: the core count, here %(default)s)")
 
 
 def _positive(text: str) -> int:

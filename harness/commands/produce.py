@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _options.selection_arguments(parser)
     parser.add_argument("--replace", action="store_true", help="replace this environment's existing folder")
     parser.add_argument("--corpus", action="store_true", help="only the small cases of the frozen corpus")
+    _options.jobs_argument(parser, "produce cases")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     check_output_folder(args.out)
     cases = [c.name for c in CASES if c.corpus] if args.corpus and not args.cases else args.cases
     args.device = validate(args.device)
-    target = produce(args.out, cases, args.formats, args.device, args.replace, _options.progress(console, "producing"))
+    target = produce(args.out, cases, args.formats, args.device, args.replace, _options.progress(console, "producing"),
+                     jobs=args.jobs, plugins=args.plugins)
     console.print(f"wrote {target}", highlight=False, markup=False)
     return 0
 

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _options.selection_arguments(parser)
     parser.add_argument("--results", type=Path, help="also keep the records in this JSON-lines file")
     _options.expectations_argument(parser)
-    _options.jobs_argument(parser)
+    _options.jobs_argument(parser, "produce cases, then consume artifacts,")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -30,7 +30,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
         check_output_file(args.results, "--results")  # before the produce, not after it
     with tempfile.TemporaryDirectory(prefix="ckpt-roundtrip-") as folder:
-        produce(Path(folder), args.cases, args.formats, args.device, False, _options.progress(console, "producing"))
+        produce(Path(folder), args.cases, args.formats, args.device, False, _options.progress(console, "producing"),
+                jobs=args.jobs, plugins=args.plugins)
         with RecordWriter(args.results) as writer:
             records = consume([Path(folder)], writer, args.device, _options.progress(console, "consuming"),
                               _options.expectations(args), args.jobs, args.plugins)
