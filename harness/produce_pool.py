@@ -1,7 +1,8 @@
 """Produce cases in parallel worker processes (``produce --jobs N``).
 
 Modelled on :mod:`harness.consume_pool`: each worker is forked from a server process that imported torch,
-the harness and torchvision once (``forkserver``, where the platform has it; else ``spawn``): no state comes
+the harness, torchvision and the packages the formats import on their first save once
+(:mod:`harness._produce_preload`) (``forkserver``, where the platform has it; else ``spawn``): no state comes
 from the parent. A worker imports the same ``--plugin`` modules, then produces whole cases, one task each:
 :func:`harness.produce._produce_case` writes the case's files under the shared staging folder (its own
 ``<case>/`` folder and ``outputs/<case>.pt``, so no two workers write the same file) and returns the case's
@@ -36,7 +37,7 @@ HEAVY_FIRST = ("vgg16", "resnet18", "transformer")
 #: modules the workers' server imports once; consume's too, so that ``roundtrip``'s consume workers find them
 #: (a server already started keeps the list it started with)
 PRELOAD = ("harness.produce", "harness.produce_pool", "harness.consume", "harness.consume_pool",
-           "harness._worker_preload")
+           "harness._worker_preload", "harness._produce_preload")
 
 #: this worker process's state, set once by ``_start`` (one process produces many cases)
 _WORKER: dict[str, Any] = {}

@@ -172,3 +172,19 @@ def test_the_commands_hand_jobs_and_plugins_to_produce(command: str, tmp_path: P
     out = ["--out", str(tmp_path / "art")] if command == "produce" else []
     cli.main([command, *out, "--case", "simple", "--jobs", "3", "--plugin", "tests.plugins"])
     assert seen == {"jobs": 3, "plugins": ["tests.plugins"]}
+
+
+@pytest.mark.parametrize(("argv", "starts"), [
+    (["--jobs", "2"], True),
+    (["--jobs", "2", "--case", "simple", "--case", "tied"], True),
+    (["--jobs", "2", "--case", "simple"], False),
+    (["--jobs", "1"], False),
+])
+def test_the_workers_server_starts_before_the_command_imports_torch_only_when_workers_will_run(
+        argv: list[str], starts: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.commands import _options
+
+    started: list[bool] = []
+    monkeypatch.setattr(produce_pool, "start_server", lambda: started.append(True))
+    _options.start_workers_early(cli.build_parser().parse_args(["produce", "--out", "x", *argv]))
+    assert started == ([True] if starts else [])

@@ -37,6 +37,15 @@ def jobs_argument(parser: argparse.ArgumentParser, work: str = "consume artifact
                         help=f"{work} in N worker processes (default: the core count, here %(default)s)")
 
 
+def start_workers_early(args: argparse.Namespace) -> None:
+    """Start produce's workers' server before this process imports torch, so that both import at once; not
+    for ``--jobs 1`` or a single ``--case`` (produced in this process)."""
+    if args.jobs > 1 and not (args.cases and len(args.cases) == 1):
+        from harness.produce_pool import start_server
+
+        start_server()
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)

@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    _options.start_workers_early(args)
     from harness.consume import consume
     from harness.devices import validate
     from harness.produce import produce
