@@ -9,6 +9,7 @@ environment folder is replaced only when asked and only when the harness made it
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import shutil
 import time
@@ -51,7 +52,7 @@ def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[
     run's but for the save timings. ``progress`` is called with each case's name: before the case in a
     serial run, as its results arrive (in case order) in a parallel one.
     """
-    chosen_cases, chosen_formats = select(CASES, cases), select(FORMATS, formats)
+    chosen_cases, chosen_formats = select(CASES, _once(cases)), select(FORMATS, _once(formats))
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise HarnessError(f"device {device!r} is not available here; use --device cpu")
     if jobs > 1 and len(chosen_cases) > 1:
@@ -64,17 +65,7 @@ def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[
     staging = placement.new_staging(target)
     try:
         manifest = _new_manifest(env, target.name)
-        if jobs == 1:
-            for case in chosen_cases:
-                if progress:
-                    progress(case.name)
-                _produce_case(case, chosen_formats, staging, manifest, device)
-        else:
-            parts = produce_pool.run(names, [fmt.name for fmt in chosen_formats], staging, device, jobs, plugins,
-                                     lambda i: progress(names[i]) if progress else None)
-            for part in parts:
-                manifest["cases"].update(part["cases"])
-                manifest["entries"].extend(part["entries"])
+        _produce_cases(chosen_cases, chosen_formats, staging, manifest, device, jobs, plugins, progress)
         write_atomic(staging / MANIFEST_NAME, manifest)
         with placement.env_lock(target):  # again under the lock: another run may have landed meanwhile
             _check_target(target, names, replace)
@@ -89,6 +80,29 @@ def produce(out: Path, cases: Optional[Iterable[str]] = None, formats: Optional[
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _once(names: Optional[Iterable[str]]) -> Optional[list[str]]:
+    """``names`` without repeats (a case named twice is produced once: two writers of one file would race)."""
+    return None if names is None else list(dict.fromkeys(names))
+
+
+def _produce_cases(cases: list[Case], formats: list[Format], staging: Path, manifest: dict, device: str, jobs: int,
+                   plugins: Sequence[str], progress: Optional[Progress]) -> None:
+    """Every case's section and entries into ``manifest``, in case order: here, or in ``jobs`` workers."""
+    if jobs == 1:
+        for case in cases:
+            if progress:
+                progress(case.name)
+            _produce_case(case, formats, staging, manifest, device)
+        return
+    names = [case.name for case in cases]
+    parts = produce_pool.run(names, [fmt.name for fmt in formats], staging, device, jobs, plugins,
+                             lambda i: progress(names[i]) if progress else None)
+    with contextlib.closing(parts):  # the workers stop before the staging folder goes, whatever happens
+        for part in parts:
+            manifest["cases"].update(part["cases"])
+            manifest["entries"].extend(part["entries"])
 
 
 def _check_target(target: Path, cases: list[str], replace: bool) -> None:

@@ -27,7 +27,7 @@ import concurrent.futures
 import multiprocessing
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Generator, Optional, Sequence
 
 from harness.errors import HarnessError
 
@@ -51,7 +51,8 @@ def hand_out_order(names: Sequence[str]) -> list[int]:
 
 
 def run(cases: Sequence[str], formats: Sequence[str], staging: Path, device: str, jobs: int,
-        plugins: Sequence[str] = (), done: Optional[Callable[[int], None]] = None) -> Iterator[dict[str, Any]]:
+        plugins: Sequence[str] = (), done: Optional[Callable[[int], None]] = None
+        ) -> Generator[dict[str, Any], None, None]:
     """Each case's manifest part ``{"cases": {name: section}, "entries": [...]}``, in the order of ``cases``,
     produced by ``jobs`` workers into ``staging``; ``done(i)`` is called as case ``i``'s part arrives.
 

@@ -188,3 +188,9 @@ def test_the_workers_server_starts_before_the_command_imports_torch_only_when_wo
     monkeypatch.setattr(produce_pool, "start_server", lambda: started.append(True))
     _options.start_workers_early(cli.build_parser().parse_args(["produce", "--out", "x", *argv]))
     assert started == ([True] if starts else [])
+
+
+def test_a_case_or_format_named_twice_is_produced_once(tmp_path: Path) -> None:
+    """Two writers of one file would race in a parallel run; a serial one listed the entry twice."""
+    folder = produce(tmp_path, ["simple", "simple"], ["state_dict_zip", "state_dict_zip"])
+    assert [(e["case"], e["format"]) for e in _manifest(folder)["entries"]] == [("simple", "state_dict_zip")]
