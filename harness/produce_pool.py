@@ -11,8 +11,8 @@ the manifest is a serial run's but for the timings (``save_seconds``).
 
 Why a worker's output is a serial run's: every case seeds torch, numpy and ``random`` itself before it builds
 its models (under its seed), draws its inputs (seed + 1) and trains (seed + 2), so the RNG state a worker's
-earlier cases leave behind is never read; ``harness.case._TEMPLATES`` is keyed by case and holds only models
-built under the case's seed; the ``compiled`` case runs TorchDynamo with the eager backend, whose kernels are
+earlier cases leave behind is never read; the template a case keeps (:meth:`harness.case.Case.template`) is
+built under the case's seed only; the ``compiled`` case runs TorchDynamo with the eager backend, whose kernels are
 eager torch's whatever Dynamo cached before. Workers keep torch's default intra-op thread count, the one a
 serial run uses (fewer threads sum floats in another order; see :mod:`harness.consume_pool`).
 
