@@ -187,6 +187,7 @@ class Reuse:
 
     def __init__(self) -> None:
         self._found: dict[tuple[Any, ...], tuple[Outcome, str]] = {}
+        self._files: dict[int, tuple[dict[str, Any], Optional[tuple[Any, ...]]]] = {}
 
     @staticmethod
     def file_key(artifact: Artifact) -> Optional[tuple[Any, ...]]:
@@ -200,10 +201,13 @@ class Reuse:
 
     def key(self, artifact: Artifact, check: Check, mode: str, map_location: Any) -> Optional[tuple[Any, ...]]:
         """The key of this check's outcome, or None when it may not be reused."""
-        found = self.file_key(artifact)
-        if not check.same_for_identical_files or found is None:
+        if not check.same_for_identical_files:
             return None
-        return (*found, check.name, mode, repr(map_location))
+        kept = self._files.get(id(artifact.entry))
+        if kept is None or kept[0] is not artifact.entry:  # the fingerprint's digest once per entry, not per check
+            kept = self._files[id(artifact.entry)] = (artifact.entry, self.file_key(artifact))
+        found = kept[1]
+        return None if found is None else (*found, check.name, mode, repr(map_location))
 
     def outcome(self, key: Optional[tuple[Any, ...]]) -> Optional[tuple[Outcome, str]]:
         """The kept outcome for ``key`` and the label of the artifact it was run on, or None (run the check)."""
