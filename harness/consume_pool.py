@@ -72,19 +72,28 @@ def run(artifacts: Sequence[Any], consumer: dict[str, Any], workdir: Path, jobs:
             yield records
 
 
+#: modules the consume workers' server imports once
+PRELOAD = ("harness.consume", "harness.consume_pool", "harness._worker_preload")
+
+
 def _context() -> Any:
+    return server_context(PRELOAD)
+
+
+def server_context(preload: Sequence[str]) -> Any:
+    """The multiprocessing context of worker pools (consume's, produce's): ``forkserver`` whose server imports
+    ``preload`` once, where the platform has it, else ``spawn``. A server already started keeps its own list."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    # torch is imported once, in the server; a server already started keeps its own list
-    context.set_forkserver_preload(["harness.consume", "harness.consume_pool", "harness._worker_preload"])
+    context.set_forkserver_preload(list(preload))
     return context
 
 
-def start_server() -> None:
+def start_server(preload: Sequence[str] = PRELOAD) -> None:
     """Start the workers' server now, where the platform has one: it imports torch and the optional packages
     while the caller does other work (consume hashes the artifacts), instead of when the first worker starts."""
-    if _context().get_start_method() == "forkserver":
+    if server_context(preload).get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
         forkserver.ensure_running()

@@ -24,11 +24,11 @@ Cases are looked up by name in the worker: a case registered only in the parent'
 from __future__ import annotations
 
 import concurrent.futures
-import multiprocessing
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Generator, Optional, Sequence
 
+from harness import consume_pool
 from harness.errors import HarnessError
 
 #: the most expensive seed cases (building, exporting, saving, hashing), handed out first, in this order
@@ -79,19 +79,12 @@ def run(cases: Sequence[str], formats: Sequence[str], staging: Path, device: str
 
 
 def _context() -> Any:
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
-    return context
+    return consume_pool.server_context(PRELOAD)
 
 
 def start_server() -> None:
     """Start the workers' server now, where the platform has one (it imports torch and torchvision)."""
-    if _context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+    consume_pool.start_server(PRELOAD)
 
 
 def _start(plugins: list[str], formats: list[str], staging: str, device: str) -> None:
